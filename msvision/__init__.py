@@ -1,0 +1,10 @@
+"""msvision: VGG and VoVNet image classification on MindSpore."""
+from msvision.cpu_env import apply_cpu_speed_setting
+
+apply_cpu_speed_setting()  # must precede the first MindSpore kernel
+
+from msvision.errors import MsvisionError  # noqa: E402
+from msvision.models import create_model, get_pretrained_cfg, list_models  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "list_models", "get_pretrained_cfg", "MsvisionError", "__version__"]

@@ -1,0 +1,1 @@
+"""Weight conversion from PyTorch (timm, torchvision) to MindSpore checkpoints."""

@@ -1,0 +1,5 @@
+"""Model zoo: importing the family modules registers their models."""
+from msvision.models import vgg, vovnet  # noqa: F401  (registration side effect)
+from msvision.models.registry import PretrainedCfg, create_model, get_pretrained_cfg, list_models, register_model
+
+__all__ = ["create_model", "list_models", "get_pretrained_cfg", "register_model", "PretrainedCfg"]

@@ -1,0 +1,78 @@
+"""Small building blocks shared by the model families. Parameter paths follow timm's module names."""
+import math
+
+from mindspore import nn, ops
+from mindspore.common.initializer import HeNormal
+
+
+def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=False):
+    """Conv2d with symmetric k//2 padding and He-normal (fan_out, ReLU) init, as torchvision and timm use."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=kernel_size // 2,
+                     group=groups, has_bias=bias, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
+
+
+class ConvBnAct(nn.Cell):
+    """Conv (no bias) -> BatchNorm -> ReLU, 'same' padding for odd kernels."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1):
+        super().__init__()
+        self.conv = conv2d(in_channels, out_channels, kernel_size, stride, groups)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU()
+
+    def construct(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class SeparableConvBnAct(nn.Cell):
+    """Depthwise conv -> pointwise conv -> BatchNorm -> ReLU."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1):
+        super().__init__()
+        self.conv_dw = conv2d(in_channels, in_channels, kernel_size, stride, groups=in_channels)
+        self.conv_pw = conv2d(in_channels, out_channels, 1)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU()
+
+    def construct(self, x):
+        return self.act(self.bn(self.conv_pw(self.conv_dw(x))))
+
+
+class EffectiveSE(nn.Cell):
+    """Effective squeeze-excitation (CenterMask): x * hard_sigmoid(conv1x1(mean(x)))."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.fc = conv2d(channels, channels, 1, bias=True)
+        self.gate = nn.HSigmoid()
+
+    def construct(self, x):
+        return x * self.gate(self.fc(x.mean(axis=(2, 3), keep_dims=True)))
+
+
+class EcaAttention(nn.Cell):
+    """Efficient channel attention: a 1-D conv across the pooled channels, sigmoid gate."""
+
+    def __init__(self, channels, gamma=2, beta=1):
+        super().__init__()
+        t = int(abs(math.log(channels, 2) + beta) / gamma)
+        kernel_size = max(t if t % 2 else t + 1, 3)
+        self.conv = nn.Conv1d(1, 1, kernel_size, pad_mode="pad", padding=(kernel_size - 1) // 2, has_bias=False)
+        self.gate = nn.Sigmoid()
+
+    def construct(self, x):
+        batch, channels = x.shape[0], x.shape[1]
+        y = self.conv(x.mean(axis=(2, 3)).reshape(batch, 1, channels))
+        return x * self.gate(y).reshape(batch, channels, 1, 1)
+
+
+class ClassifierHead(nn.Cell):
+    """Global average pool -> dropout -> linear."""
+
+    def __init__(self, in_features, num_classes, drop_rate=0.0):
+        super().__init__()
+        self.drop = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
+        self.fc = nn.Dense(in_features, num_classes)
+
+    def construct(self, x):
+        return self.fc(self.drop(ops.mean(x, axis=(2, 3))))

@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="msvision",
+    version="0.1.0",
+    description="VGG and VoVNet image classification on MindSpore (Ascend, GPU, CPU)",
+    packages=find_packages(include=["msvision", "msvision.*"]),
+    package_data={"msvision.data": ["*.npz"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "mindspore==2.10.*",
+        # MindSpore 2.10's C extension is built against NumPy 1.x (some ops fail under NumPy 2).
+        "numpy>=1.25,<2",
+        "pyyaml",
+        "pillow",
+    ],
+    extras_require={
+        # torch is pinned: 2.13.0 is the CPU build; an unpinned torch pulls the CUDA wheels.
+        "convert": ["torch==2.13.0", "timm"],
+        "dev": ["pytest"],
+    },
+)
