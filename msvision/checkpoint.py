@@ -3,6 +3,7 @@
 A checkpoint holds the model's parameters under their own names and, in resume checkpoints, extra entries under
 the prefixes in STATE_PREFIXES (optimizer moments, EMA weights, counters, the resolved config as YAML text).
 """
+import json
 import os
 
 import mindspore as ms
@@ -78,3 +79,74 @@ def save_atomic(save_obj, path, append_dict=None):
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
+
+
+class CheckpointManager:
+    """Saves resume checkpoints with latest_k or top_k retention and a best copy, tracked in checkpoints.json.
+
+    The index, not file names, says which checkpoint is newest; it is rewritten atomically after each save and the
+    newest checkpoint is never deleted by retention.
+    """
+
+    INDEX = "checkpoints.json"
+
+    def __init__(self, save_dir, model_name, keep, policy):
+        self.save_dir, self.model_name, self.keep, self.policy = save_dir, model_name, keep, policy
+        self.index_path = os.path.join(save_dir, self.INDEX)
+        self.entries, self.best = self._read_index()
+
+    def _read_index(self):
+        if not os.path.isfile(self.index_path):
+            return [], None
+        with open(self.index_path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return data.get("checkpoints", []), data.get("best")
+
+    def _write_index(self):
+        tmp = self.index_path + f".tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"checkpoints": self.entries, "best": self.best}, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.index_path)
+
+    def latest(self):
+        """Path of the newest checkpoint that exists on disk, or None."""
+        for entry in sorted(self.entries, key=lambda e: e["global_step"], reverse=True):
+            path = os.path.join(self.save_dir, entry["file"])
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def save(self, save_obj, append_dict, epoch, global_step, metric=None):
+        """Write a checkpoint atomically, update the index and apply retention; returns its path."""
+        name = f"{self.model_name}-epoch{epoch}-step{global_step}.ckpt"
+        path = save_atomic(save_obj, os.path.join(self.save_dir, name), append_dict)
+        self.entries = [e for e in self.entries if e["file"] != name]
+        self.entries.append(dict(file=name, epoch=epoch, global_step=global_step, metric=metric))
+        if metric is not None and (self.best is None or metric > self.best["metric"]):
+            best = f"{self.model_name}-best.ckpt"
+            save_atomic(save_obj, os.path.join(self.save_dir, best), append_dict)
+            self.best = dict(file=best, epoch=epoch, global_step=global_step, metric=metric)
+        removed = self._retained()
+        self._write_index()
+        for entry in removed:
+            try:
+                os.remove(os.path.join(self.save_dir, entry["file"]))
+            except FileNotFoundError:
+                pass
+        return path
+
+    def _retained(self):
+        newest = max(self.entries, key=lambda e: e["global_step"])
+        if self.policy == "top_k":
+            ranked = sorted(self.entries, key=lambda e: (e["metric"] is not None, e["metric"] or 0.0,
+                                                         e["global_step"]), reverse=True)
+        else:
+            ranked = sorted(self.entries, key=lambda e: e["global_step"], reverse=True)
+        keep = ranked[:self.keep]
+        if newest not in keep:
+            keep = keep[:-1] + [newest]
+        removed = [e for e in self.entries if e not in keep]
+        self.entries = sorted(keep, key=lambda e: e["global_step"])
+        return removed

@@ -1,0 +1,1 @@
+"""Data: ImageNet-style folders (or the built-in demo) -> mindspore.dataset pipelines."""

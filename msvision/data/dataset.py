@@ -1,0 +1,58 @@
+"""ImageNet-style split folders -> a per-epoch mindspore.dataset pipeline with exact, resumable data order.
+
+Each epoch's order is a permutation seeded by (seed, epoch); rank r of N takes every N-th item of it (the
+num_shards/shard_id split), and a resumed epoch skips the items already consumed. A new pipeline per epoch keeps
+that order, and the augmentation seed (seed, epoch), reproducible.
+"""
+import os
+
+import numpy as np
+import mindspore.dataset as ds
+
+from msvision.data.demo import prepare_demo
+from msvision.errors import MsvisionError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
+
+
+def split_root(args, split):
+    """The folder of a split; checks it exists and holds non-empty class folders."""
+    if args.dataset == "demo":
+        data_dir = prepare_demo(args.data_dir)
+    else:
+        data_dir = args.data_dir
+        if not data_dir:
+            raise MsvisionError("data_dir is not set: pass --data_dir DIR holding train/ and val/ class folders "
+                                "(or --dataset demo)")
+        if not os.path.isdir(data_dir):
+            raise MsvisionError(f"data_dir not found: '{data_dir}' (expected a folder with "
+                                f"{args.train_split}/ and {args.val_split}/ class folders)")
+    root = os.path.join(data_dir, split)
+    if not os.path.isdir(root):
+        raise MsvisionError(f"split folder missing: '{root}' (data_dir must hold {split}/ with one folder per class)")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not classes:
+        raise MsvisionError(f"no class folders in '{root}' (expected {split}/<class_name>/<image files>)")
+    for name in classes:
+        folder = os.path.join(root, name)
+        if not any(e.name.endswith(IMAGE_EXTENSIONS) for e in os.scandir(folder) if e.is_file()):
+            raise MsvisionError(f"class folder has no images: '{folder}' (expected {', '.join(IMAGE_EXTENSIONS[:5])})")
+    return root, classes
+
+
+def epoch_indices(num_items, epoch, seed, shuffle, num_shards, shard_id, skip=0):
+    """This rank's item indices for one epoch (padded by wrapping so every rank gets the same count)."""
+    order = np.random.RandomState(seed * 100003 + epoch).permutation(num_items) if shuffle else np.arange(num_items)
+    per_rank = -(-num_items // num_shards)
+    order = np.resize(order, per_rank * num_shards)  # np.resize repeats from the start
+    return order[shard_id::num_shards][skip:]
+
+
+def image_folder(root, indices, num_workers):
+    """ImageFolderDataset reading exactly `indices` in that order."""
+    return ds.ImageFolderDataset(root, sampler=ds.SubsetSampler(list(map(int, indices))),
+                                 num_parallel_workers=num_workers, extensions=list(IMAGE_EXTENSIONS))
+
+
+def count_items(root):
+    return ds.ImageFolderDataset(root, extensions=list(IMAGE_EXTENSIONS)).get_dataset_size()

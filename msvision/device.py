@@ -1,0 +1,43 @@
+"""Device, execution mode and msrun data-parallel setup; rank/world helpers."""
+import os
+
+import mindspore as ms
+from mindspore.communication import get_group_size, get_rank, init
+
+_STATE = {"rank": 0, "world": 1}
+
+
+def launched_by_msrun():
+    """True inside a worker process started by msrun."""
+    return os.environ.get("MS_ROLE") == "MS_WORKER" and int(os.environ.get("MS_WORKER_NUM", "1")) > 1
+
+
+def resolve_device(device_target):
+    """'auto' is the device the installed MindSpore package is built for (Ascend, GPU or CPU)."""
+    return ms.get_context("device_target") if device_target == "auto" else device_target
+
+
+def setup_device(args):
+    """Apply device_target, mode and jit_level; under msrun initialise data-parallel training. Returns the device."""
+    device = resolve_device(args.device_target)
+    ms.set_device(device)
+    ms.set_context(mode=ms.GRAPH_MODE if args.mode == 0 else ms.PYNATIVE_MODE, jit_config={"jit_level": args.jit_level})
+    if launched_by_msrun():
+        init()
+        _STATE["rank"], _STATE["world"] = get_rank(), get_group_size()
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                     device_num=_STATE["world"])
+    ms.set_seed(args.seed)  # same seed on every rank: identical initial weights
+    return device
+
+
+def rank():
+    return _STATE["rank"]
+
+
+def world_size():
+    return _STATE["world"]
+
+
+def is_main_process():
+    return _STATE["rank"] == 0

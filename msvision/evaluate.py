@@ -1,0 +1,46 @@
+"""Exact evaluation: top-1, top-5, mean loss and per-class accuracy; sums of counts are all-reduced over ranks.
+
+Each rank evaluates items rank, rank+N, rank+2N, ... (no padding), so nothing is counted twice and the totals are
+exactly those of a single process.
+"""
+import numpy as np
+import mindspore as ms
+from mindspore import ops
+
+from msvision.data.transforms import create_loader
+
+
+def _log_softmax(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _all_reduce_sum(array):
+    return ops.AllReduce()(ms.Tensor(array)).asnumpy()
+
+
+def evaluate(net, args, root, num_items, classes, shard_id=0, num_shards=1):
+    """Evaluate net on a split; returns a dict of top1, top5 (percent), loss, count and per_class rows."""
+    net.set_train(False)
+    num_classes = len(classes)
+    # per class: [correct top-1, total]; plus [loss sum, top-5 correct]
+    per_class = np.zeros((num_classes, 2), np.float64)
+    extra = np.zeros(2, np.float64)
+    loader = create_loader(args, root, num_items, training=False, shard_id=shard_id, num_shards=num_shards)
+    for images, labels in loader.create_tuple_iterator(num_epochs=1):
+        logits = net(images).asnumpy().astype(np.float64)
+        labels = labels.asnumpy()
+        top5 = np.argsort(-logits, axis=1)[:, :min(5, logits.shape[1])]
+        extra[0] -= _log_softmax(logits)[np.arange(len(labels)), labels].sum()
+        extra[1] += (top5 == labels[:, None]).any(axis=1).sum()
+        np.add.at(per_class[:, 0], labels, top5[:, 0] == labels)
+        np.add.at(per_class[:, 1], labels, 1)
+    if num_shards > 1:
+        flat = _all_reduce_sum(np.concatenate([per_class.ravel(), extra]).astype(np.float32))
+        per_class, extra = flat[:-2].reshape(num_classes, 2).astype(np.float64), flat[-2:].astype(np.float64)
+    count = int(per_class[:, 1].sum())
+    rows = [dict(name=name, correct=int(c), total=int(t), accuracy=100.0 * c / t if t else 0.0)
+            for name, (c, t) in zip(classes, per_class)]
+    return dict(top1=100.0 * per_class[:, 0].sum() / max(count, 1), top5=100.0 * extra[1] / max(count, 1),
+                loss=extra[0] / max(count, 1), count=count,
+                per_class=sorted(rows, key=lambda row: (row["accuracy"], row["name"])))

@@ -1,0 +1,1 @@
+"""Training: the jitted step (loss scale, clipping, accumulation, EMA) and the epoch loop."""

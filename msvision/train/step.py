@@ -1,0 +1,70 @@
+"""The train step Cell: forward + backward with loss scaling, all-reduce, overflow skip, clipping, accumulation, EMA.
+
+Compiled as one graph in GRAPH_MODE. A step whose gradients are not finite is skipped (no update) and, with the
+dynamic scaler, halves the loss scale. All state lives in Parameters so a checkpoint can restore it exactly.
+"""
+import mindspore as ms
+from mindspore import nn, ops
+from mindspore.amp import DynamicLossScaler, StaticLossScaler, all_finite
+
+
+class NetWithLoss(nn.Cell):
+    def __init__(self, net, loss_fn):
+        super().__init__(auto_prefix=False)
+        self.net = net
+        self.loss_fn = loss_fn
+
+    def construct(self, images, labels):
+        return self.loss_fn(self.net(images).astype(ms.float32), labels)
+
+
+class TrainStep(nn.Cell):
+    """construct(images, labels, apply) -> (loss, finite); apply=False only accumulates gradients."""
+
+    def __init__(self, net, loss_fn, optimizer, args, parallel=False, world_size=1):
+        super().__init__(auto_prefix=False)
+        self.net_with_loss = NetWithLoss(net, loss_fn)
+        self.optimizer = optimizer
+        self.weights = optimizer.parameters
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
+        self.dynamic = args.loss_scale_type == "dynamic"
+        self.scaler = DynamicLossScaler(args.loss_scale, 2, 1000) if self.dynamic else StaticLossScaler(args.loss_scale)
+        self.reducer = nn.DistributedGradReducer(self.weights, True, world_size) if parallel else nn.Identity()
+        self.clip = args.clip_grad
+        self.clip_value = args.clip_value
+        self.accum_steps = args.grad_accum_steps
+        self.accum = self.weights.clone(prefix="optim.accum", init="zeros") if self.accum_steps > 1 else None
+        self.use_ema = args.ema
+        self.ema_decay = args.ema_decay
+        self.model_params = ms.ParameterTuple(net.get_parameters())
+        self.ema = self.model_params.clone(prefix="ema", init="same") if args.ema else None
+        self.hyper_map = ops.HyperMap()
+
+    def _update_ema(self):
+        step = self.optimizer.global_step.astype(ms.float32)
+        decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        return self.hyper_map(lambda e, p: ops.assign(e, e * decay + p * (1.0 - decay)), self.ema, self.model_params)
+
+    def construct(self, images, labels, apply=True):
+        loss = self.net_with_loss(images, labels)
+        sens = ops.fill(loss.dtype, loss.shape, self.scaler.scale_value)
+        grads = self.grad(self.net_with_loss, self.weights)(images, labels, sens)
+        grads = self.reducer(grads)
+        grads = self.scaler.unscale(grads)
+        if self.accum is not None:
+            grads = self.hyper_map(lambda a, g: ops.assign_add(a, g / self.accum_steps), self.accum, grads)
+            if not apply:
+                return loss, True
+            grads = self.hyper_map(ops.identity, self.accum)
+        finite = all_finite(grads)
+        if self.dynamic:
+            self.scaler.adjust(finite)
+        if finite:
+            if self.clip:
+                grads = ops.clip_by_global_norm(grads, self.clip_value)
+            loss = ops.depend(loss, self.optimizer(grads))
+            if self.use_ema:
+                loss = ops.depend(loss, self._update_ema())
+        if self.accum is not None:
+            loss = ops.depend(loss, self.hyper_map(lambda a: ops.assign(a, ops.zeros_like(a)), self.accum))
+        return loss, finite
