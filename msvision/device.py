@@ -8,8 +8,8 @@ _STATE = {"rank": 0, "world": 1}
 
 
 def launched_by_msrun():
-    """True inside a worker process started by msrun."""
-    return os.environ.get("MS_ROLE") == "MS_WORKER" and int(os.environ.get("MS_WORKER_NUM", "1")) > 1
+    """True inside a process started by msrun: a worker, or the scheduler (whose init() serves the cluster)."""
+    return os.environ.get("MS_ROLE") in ("MS_WORKER", "MS_SCHED")
 
 
 def resolve_device(device_target):

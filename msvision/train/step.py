@@ -8,6 +8,32 @@ from mindspore import nn, ops
 from mindspore.amp import DynamicLossScaler, StaticLossScaler, all_finite
 
 
+_accumulate = ops.MultitypeFuncGraph("accumulate")
+_ema_update = ops.MultitypeFuncGraph("ema_update")
+_copy = ops.MultitypeFuncGraph("copy")
+_zero = ops.MultitypeFuncGraph("zero")
+
+
+@_accumulate.register("Tensor", "Tensor", "Tensor")
+def _accumulate_one(scale, accum, grad):
+    return ops.assign_add(accum, grad * scale)
+
+
+@_ema_update.register("Tensor", "Tensor", "Tensor")
+def _ema_update_one(decay, ema, param):
+    return ops.assign(ema, ema * decay + param.astype(ema.dtype) * (1.0 - decay))
+
+
+@_copy.register("Tensor")
+def _copy_one(value):
+    return value * 1
+
+
+@_zero.register("Tensor")
+def _zero_one(value):
+    return ops.assign(value, ops.zeros_like(value))
+
+
 class NetWithLoss(nn.Cell):
     def __init__(self, net, loss_fn):
         super().__init__(auto_prefix=False)
@@ -32,8 +58,8 @@ class TrainStep(nn.Cell):
         self.reducer = nn.DistributedGradReducer(self.weights, True, world_size) if parallel else nn.Identity()
         self.clip = args.clip_grad
         self.clip_value = args.clip_value
-        self.accum_steps = args.grad_accum_steps
-        self.accum = self.weights.clone(prefix="optim.accum", init="zeros") if self.accum_steps > 1 else None
+        self.accum_scale = ms.Tensor(1.0 / args.grad_accum_steps, ms.float32)
+        self.accum = self.weights.clone(prefix="optim.accum", init="zeros") if args.grad_accum_steps > 1 else None
         self.use_ema = args.ema
         self.ema_decay = args.ema_decay
         self.model_params = ms.ParameterTuple(net.get_parameters())
@@ -43,7 +69,7 @@ class TrainStep(nn.Cell):
     def _update_ema(self):
         step = self.optimizer.global_step.astype(ms.float32)
         decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
-        return self.hyper_map(lambda e, p: ops.assign(e, e * decay + p * (1.0 - decay)), self.ema, self.model_params)
+        return self.hyper_map(ops.partial(_ema_update, decay), self.ema, self.model_params)
 
     def construct(self, images, labels, apply=True):
         loss = self.net_with_loss(images, labels)
@@ -52,10 +78,10 @@ class TrainStep(nn.Cell):
         grads = self.reducer(grads)
         grads = self.scaler.unscale(grads)
         if self.accum is not None:
-            grads = self.hyper_map(lambda a, g: ops.assign_add(a, g / self.accum_steps), self.accum, grads)
+            grads = ops.depend(grads, self.hyper_map(ops.partial(_accumulate, self.accum_scale), self.accum, grads))
             if not apply:
                 return loss, True
-            grads = self.hyper_map(ops.identity, self.accum)
+            grads = self.hyper_map(_copy, self.accum)
         finite = all_finite(grads)
         if self.dynamic:
             self.scaler.adjust(finite)
@@ -66,5 +92,5 @@ class TrainStep(nn.Cell):
             if self.use_ema:
                 loss = ops.depend(loss, self._update_ema())
         if self.accum is not None:
-            loss = ops.depend(loss, self.hyper_map(lambda a: ops.assign(a, ops.zeros_like(a)), self.accum))
+            loss = ops.depend(loss, self.hyper_map(_zero, self.accum))
         return loss, finite

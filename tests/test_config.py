@@ -1,0 +1,77 @@
+"""Config: YAML keys are the options, CLI overrides YAML, every mistake is a one-line error naming the key."""
+import glob
+import os
+
+import pytest
+
+from msvision import MsvisionError
+from msvision.config import OPTIONS, config_from_text, dump_config, load_yaml, parse_config
+from tests.conftest import REPO_ROOT
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "**", "*.yaml"), recursive=True))
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_issue_option_list_is_complete():
+    required = """mode device_target jit_level seed data_dir dataset train_split val_split num_parallel_workers
+    batch_size drop_remainder image_resize scale ratio hflip color_jitter auto_augment re_prob mixup cutmix
+    interpolation crop_pct mean std model num_classes drop_rate ckpt_path epoch_size opt nesterov momentum
+    weight_decay weight_decay_filter lr lr_base_batch_size lr_scale_rule min_lr scheduler warmup_epochs
+    warmup_factor decay_epochs milestones label_smoothing amp_level loss_scale_type loss_scale ema ema_decay
+    clip_grad clip_value grad_accum_steps ckpt_save_dir ckpt_save_interval keep_checkpoint_max ckpt_save_policy
+    val_while_train val_interval log_interval resume ckpt_save_steps""".split()
+    assert set(required) <= set(OPTIONS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, REPO_ROOT) for p in CONFIGS])
+def test_shipped_configs_load(path):
+    data = load_yaml(path)
+    assert set(data) <= set(OPTIONS) and "model" in data
+    args = parse_config(["-c", path])
+    assert args.model == data["model"]
+
+
+def test_cli_overrides_yaml_which_overrides_defaults(tmp_path):
+    path = write(tmp_path, "lr: 0.5\nbatch_size: 7\nmean: [0.1, 0.2, 0.3]\nema: true\n")
+    args = parse_config(["-c", path, "--batch_size", "9", "--scale", "0.5", "1"])
+    assert (args.lr, args.batch_size, args.mean, args.ema, args.scale) == (0.5, 9, [0.1, 0.2, 0.3], True, [0.5, 1.0])
+    assert args.epoch_size == OPTIONS["epoch_size"].default
+
+
+@pytest.mark.parametrize("text,message", [
+    ("learning_rate: 0.1\n", "unknown key 'learning_rate'"),
+    ("lr: fast\n", "'lr' must be a number, got 'fast'"),
+    ("batch_size: 3.5\n", "'batch_size' must be an integer, got 3.5"),
+    ("ema: 1\n", "'ema' must be true or false, got 1"),
+    ("opt: rmsprop\n", "'opt' must be one of sgd, momentum, adamw, got 'rmsprop'"),
+    ("hflip: 1.5\n", "'hflip' must be in [0.0, 1.0], got 1.5"),
+    ("scale: 0.5\n", "'scale' must be a list of numbers, got 0.5"),
+    ("model: null\n", "'model' must be a string, got null"),
+    ("- a\n- b\n", "must be a mapping"),
+])
+def test_yaml_mistakes_are_named(tmp_path, text, message):
+    with pytest.raises(MsvisionError) as err:
+        parse_config(["-c", write(tmp_path, text)])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_mistakes_are_named():
+    with pytest.raises(MsvisionError, match="argument --lr: invalid float value: 'x'"):
+        parse_config(["--lr", "x"])
+    with pytest.raises(MsvisionError, match="unrecognized arguments: --bogus"):
+        parse_config(["--bogus", "1"])
+    with pytest.raises(MsvisionError, match="'warmup_epochs' must be >= 0.0, got -1.0"):
+        parse_config(["--warmup_epochs", "-1"])
+    with pytest.raises(MsvisionError, match="config file not found"):
+        parse_config(["-c", "/nonexistent.yaml"])
+
+
+def test_dumped_config_round_trips():
+    args = parse_config(["--model", "vovnet19", "--lr", "0.3", "--milestones", "2", "4"])
+    again = config_from_text(dump_config(args))
+    assert vars(again) == {k: v for k, v in vars(args).items() if k in OPTIONS}

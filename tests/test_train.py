@@ -1,0 +1,93 @@
+"""Training end to end: the demo learns, msrun data parallel equals one process, accumulation, EMA, loss scale."""
+import os
+import re
+import subprocess
+
+import numpy as np
+import mindspore as ms
+import pytest
+
+import msvision
+from msvision.checkpoint import CONFIG_KEY, CheckpointManager
+from msvision.config import config_from_text
+from tests.conftest import REPO_ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+# vgg11 has no BatchNorm, so one process at batch 16 and two at batch 8 compute the same gradient.
+EXACT = ["--model", "vgg11", "--num_classes", "4", "--image_resize", "32", "--scale", "1", "1", "--ratio", "1",
+         "1", "--hflip", "0", "--crop_pct", "1", "--drop_rate", "0", "--epoch_size", "1", "--lr", "0.01",
+         "--lr_base_batch_size", "16", "--val_while_train", "false", "--num_parallel_workers", "1",
+         "--log_interval", "1", "--weight_decay", "0", "--scheduler", "constant", "--keep_checkpoint_max", "1"]
+
+
+def final_weights(save_dir):
+    ckpt = ms.load_checkpoint(CheckpointManager(str(save_dir), "vgg11", 1, "latest_k").latest())
+    return {k: v.asnumpy() for k, v in ckpt.items() if not k.startswith(("state.", "optim."))}
+
+
+def initial_vgg11():
+    ms.set_seed(42)
+    return {p.name: p.asnumpy() for p in msvision.create_model("vgg11", num_classes=4, drop_rate=0.0).get_parameters()}
+
+
+def max_relative(a, b):
+    return max(float(np.abs(a[k] - b[k]).max() / np.abs(b[k]).max()) for k in b)
+
+
+def lr_line(save_dir):
+    with open(os.path.join(save_dir, "train.log"), encoding="utf-8") as handle:
+        return re.search(r"effective lr (\S+) at global batch (\d+)", handle.read()).groups()
+
+
+def test_demo_config_learns(tmp_path):
+    out = run_cli(["train.py", "-c", "configs/demo/ese_vovnet19b_slim_dw_digits.yaml", "--epoch_size", "3",
+                   "--ckpt_save_dir", tmp_path, "--log_interval", "10"]).stdout
+    top1 = [float(v) for v in re.findall(r"validation epoch \d+: top-1 ([\d.]+)%", out)]
+    losses = [float(v) for v in re.findall(r"step \d+/\d+ loss ([\d.]+)", out)]
+    assert len(top1) == 3 and top1[-1] >= 80.0 and top1[-1] > top1[0]
+    assert losses[-1] < 0.6 * losses[0]
+    ckpt_path = re.search(r"checkpoint: (\S+\.ckpt)", out).group(1)
+    stored = config_from_text(ms.load_checkpoint(ckpt_path)[CONFIG_KEY])
+    assert stored.model == "ese_vovnet19b_slim_dw" and stored.epoch_size == 3
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "ese_vovnet19b_slim_dw-best.ckpt").is_file()
+
+
+def test_msrun_two_workers_equal_one_process(tmp_path, image_folder, free_port):
+    single, double = tmp_path / "single", tmp_path / "double"
+    run_cli(["train.py", "--data_dir", image_folder, "--batch_size", "16", "--ckpt_save_dir", single] + EXACT)
+    cmd = ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", str(free_port), "--log_dir",
+           str(tmp_path / "logs"), "--join", "True", "python", "train.py", "--data_dir", image_folder,
+           "--batch_size", "8", "--ckpt_save_dir", str(double)] + EXACT
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one, two, init = final_weights(single), final_weights(double), initial_vgg11()
+    difference, moved = max_relative(two, one), max_relative(one, init)
+    print(f"2 workers vs 1 process: max relative weight difference {difference:.2e} (weights moved {moved:.2e})")
+    assert difference <= 1e-5 and moved > 100 * difference
+    assert lr_line(single) == lr_line(double) == ("0.01", "16")
+
+
+def test_gradient_accumulation_equals_large_batch(tmp_path, image_folder):
+    big, accumulated = tmp_path / "big", tmp_path / "accum"
+    run_cli(["train.py", "--data_dir", image_folder, "--batch_size", "16", "--ckpt_save_dir", big] + EXACT)
+    run_cli(["train.py", "--data_dir", image_folder, "--batch_size", "8", "--grad_accum_steps", "2",
+             "--ckpt_save_dir", accumulated] + EXACT)
+    one, two = final_weights(big), final_weights(accumulated)
+    assert max_relative(two, one) <= 1e-5 and max_relative(one, initial_vgg11()) > 1e-3
+    assert lr_line(big) == lr_line(accumulated)
+
+
+def test_ema_dynamic_loss_scale_and_augmentations(tmp_path, image_folder):
+    out = run_cli(["train.py", "--data_dir", image_folder, "--model", "ese_vovnet19b_slim_dw", "--num_classes", "4",
+                   "--image_resize", "32", "--batch_size", "8", "--epoch_size", "2", "--lr", "0.05",
+                   "--ema", "true", "--ema_decay", "0.5", "--loss_scale_type", "dynamic", "--loss_scale", "1e38",
+                   "--clip_grad", "true", "--clip_value", "1", "--mixup", "0.2", "--cutmix", "1.0",
+                   "--auto_augment", "randaug-m9-n2", "--re_prob", "0.25", "--color_jitter", "0.3",
+                   "--label_smoothing", "0.1", "--ckpt_save_dir", tmp_path, "--log_interval", "1"]).stdout
+    assert "non-finite gradients, update skipped" in out and "(EMA weights)" in out
+    ckpt = ms.load_checkpoint(CheckpointManager(str(tmp_path), "x", 1, "latest_k").latest())
+    assert float(ckpt["state.loss_scale"].asnumpy()) < 1e38  # the dynamic scaler backed off
+    ema, weights = ckpt["ema.head.fc.weight"].asnumpy(), ckpt["head.fc.weight"].asnumpy()
+    assert ema.shape == weights.shape and not np.allclose(ema, weights)
+    assert "optim.moments.head.fc.weight" in ckpt
