@@ -1,5 +1,6 @@
 """Train and eval pipelines from the config and the model's pretrained cfg (mean, std, crop_pct, interpolation)."""
 import math
+import os
 
 import numpy as np
 import mindspore as ms
@@ -65,9 +66,10 @@ def create_loader(args, root, num_items, training, epoch=0, shard_id=0, num_shar
     indices = epoch_indices(num_items, epoch, args.seed, training, num_shards, shard_id, skip) if training \
         else np.arange(shard_id, num_items, num_shards)
     ds.config.set_seed(args.seed * 1000 + epoch)
-    data = image_folder(root, indices, args.num_parallel_workers)
+    workers = min(args.num_parallel_workers, os.cpu_count() or 1)  # recipes ask for 8; a laptop may have fewer
+    data = image_folder(root, indices, workers)
     image_ops = train_transforms(args) if training else eval_transforms(args)
-    data = data.map(image_ops, input_columns="image", num_parallel_workers=args.num_parallel_workers)
+    data = data.map(image_ops, input_columns="image", num_parallel_workers=workers)
     data = data.map(T.TypeCast(ms.int32), input_columns="label")
     mixing = training and (args.mixup > 0 or args.cutmix > 0)
     if mixing:

@@ -89,6 +89,9 @@ class Trainer:
             LOG.info("initial weights from %s%s", args.ckpt_path, f" (re-initialised: {', '.join(reset)})" if reset else "")
         if args.amp_level != "O0":
             ms.amp.auto_mixed_precision(self.net, args.amp_level)
+            if ms.get_context("device_target") == "CPU":
+                LOG.warning("amp_level %s runs float16 kernels, which are slow on CPU: --amp_level O0 is faster here",
+                            args.amp_level)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
         self.optimizer = create_optimizer(args, self.net.trainable_params(), self.lrs)
         self.step = TrainStep(self.net, loss_fn, self.optimizer, args, parallel=self.world > 1, world_size=self.world)
