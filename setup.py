@@ -17,6 +17,6 @@ setup(
     extras_require={
         # torch is pinned: 2.13.0 is the CPU build; an unpinned torch pulls the CUDA wheels.
         "convert": ["torch==2.13.0", "timm"],
-        "dev": ["pytest"],
+        "dev": ["pytest", "onnxruntime"],  # onnxruntime: checks exported ONNX numerically
     },
 )

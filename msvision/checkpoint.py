@@ -12,6 +12,7 @@ from msvision.errors import MsvisionError
 
 STATE_PREFIXES = ("optim.", "ema.", "state.")
 CONFIG_KEY = "state.config"
+CLASS_NAMES_KEY = "state.class_names"
 
 
 def _short(names, limit=5):
@@ -26,9 +27,9 @@ def read_checkpoint(path):
         raise MsvisionError(f"checkpoint not found: '{path}' (expected an existing .ckpt file)")
     try:
         return ms.load_checkpoint(path)
-    except (ValueError, RuntimeError, OSError) as err:
-        raise MsvisionError(f"'{path}' is not a readable MindSpore checkpoint (truncated or another format): "
-                            f"{str(err).splitlines()[0]}") from None
+    except (ValueError, RuntimeError, OSError):
+        raise MsvisionError(f"'{path}' is not a readable MindSpore checkpoint (truncated, corrupt or another "
+                            f"format)") from None
 
 
 def model_params(ckpt):

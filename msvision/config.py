@@ -179,8 +179,11 @@ def build_parser(description=None):
         kind = _parse_bool if opt.kind is bool else opt.kind
         if opt.nullable:
             kind = _parse_nullable(kind)
-        parser.add_argument(f"--{opt.name}", type=kind, default=opt.default, help=opt.help,
-                            nargs="+" if opt.is_list else None)
+        if opt.kind is bool:  # "--ema" alone means true; "--ema false" also works
+            parser.add_argument(f"--{opt.name}", type=kind, default=opt.default, help=opt.help, nargs="?", const=True)
+        else:
+            parser.add_argument(f"--{opt.name}", type=kind, default=opt.default, help=opt.help,
+                                nargs="+" if opt.is_list else None)
     return parser
 
 
@@ -203,14 +206,17 @@ def load_yaml(path):
     return data
 
 
-def parse_config(argv=None, description=None, extra_args=None):
-    """Resolve built-in defaults <- YAML (--config) <- command line into an argparse.Namespace.
+def parse_config(argv=None, description=None, extra_args=None, base=None):
+    """Resolve built-in defaults <- base dict <- YAML (--config) <- command line into an argparse.Namespace.
 
     extra_args: callable(parser) adding entry-point-only arguments (not stored in the config).
+    base: values that replace the built-in defaults (e.g. the config stored in a checkpoint).
     """
     parser = build_parser(description)
     if extra_args:
         extra_args(parser)
+    if base:
+        parser.set_defaults(**base)
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
         parser.set_defaults(**load_yaml(pre.config))

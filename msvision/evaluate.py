@@ -44,3 +44,47 @@ def evaluate(net, args, root, num_items, classes, shard_id=0, num_shards=1):
     return dict(top1=100.0 * per_class[:, 0].sum() / max(count, 1), top5=100.0 * extra[1] / max(count, 1),
                 loss=extra[0] / max(count, 1), count=count,
                 per_class=sorted(rows, key=lambda row: (row["accuracy"], row["name"])))
+
+
+def format_report(metrics, model, ckpt_path):
+    """Human-readable summary and per-class table (worst classes first)."""
+    lines = [f"{model} from {ckpt_path}: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
+             f"loss {metrics['loss']:.4f}  images {metrics['count']}",
+             f"{'class':<24}{'correct/total':>15}{'accuracy':>10}"]
+    lines += [f"{row['name']:<24}{row['correct']:>8}/{row['total']:<6}{row['accuracy']:>9.2f}%"
+              for row in metrics["per_class"]]
+    return "\n".join(lines)
+
+
+def run_validation(argv=None):
+    """validate.py: evaluate --ckpt_path on the val split; print the report, optionally write --output JSON."""
+    import json
+
+    from msvision import device
+    from msvision.data.dataset import count_items, split_root
+    from msvision.errors import MsvisionError
+    from msvision.inference import class_names, model_from_checkpoint, parse_with_checkpoint
+
+    def extra(parser):
+        parser.add_argument("--output", default=None, help="write all metrics to this JSON file")
+        parser.add_argument("--split", default=None, help="sub-folder to evaluate (default: val_split)")
+
+    args, ckpt = parse_with_checkpoint(argv, run_validation.__doc__, extra, keep_default=("ema",))
+    device.setup_device(args)
+    net = model_from_checkpoint(args, ckpt, ema=args.ema)
+    root, folders = split_root(args, args.split or args.val_split)
+    if len(folders) != args.num_classes:
+        raise MsvisionError(f"the model has {args.num_classes} classes but '{root}' has {len(folders)} class folders")
+    names = class_names(ckpt, args.num_classes)
+    metrics = evaluate(net, args, root, count_items(root), folders, device.rank(), device.world_size())
+    by_folder = dict(zip(folders, names))
+    for row in metrics["per_class"]:
+        row["name"] = by_folder[row["name"]] if names[0] != "class_0" else row["name"]
+    metrics.update(model=args.model, checkpoint=args.ckpt_path, ema=args.ema, world_size=device.world_size())
+    if device.is_main_process():
+        print(format_report(metrics, args.model, args.ckpt_path))
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                json.dump(metrics, handle, indent=1)
+            print(f"metrics written to {args.output}")
+    return metrics

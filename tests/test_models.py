@@ -111,3 +111,15 @@ def test_model_table_cli():
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
     assert set(rows) == {"vgg11", "vgg16"}
     assert rows["vgg16"][1] == "138.36" and 15.0 < float(rows["vgg16"][2]) < 15.8 and rows["vgg16"][3] == "224"
+
+
+@pytest.mark.parametrize("size", [8, 9, 16, 17])
+def test_stage_pool_matches_padded_and_ceil_max_pool(size):
+    from mindspore import nn
+
+    from msvision.models.layers import MaxPool3x3s2
+    x = ms.Tensor(np.abs(np.random.default_rng(size).standard_normal((2, 3, size, size))).astype(np.float32))
+    padded = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1)(x).asnumpy()
+    ceil = nn.MaxPool2d(3, 2, pad_mode="pad", padding=0, ceil_mode=True)(x).asnumpy()
+    assert np.array_equal(MaxPool3x3s2(padded=True)(x).asnumpy(), padded)
+    assert np.array_equal(MaxPool3x3s2(padded=False)(x).asnumpy(), ceil)

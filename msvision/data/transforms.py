@@ -55,10 +55,12 @@ def train_transforms(args):
 
 
 def eval_transforms(args):
+    """Decode, resize the short side to size / crop_pct, centre crop, normalise. Decoding and resizing run on PIL
+    images, as timm and torchvision do, so converted weights are validated with their reference preprocessing."""
     pre = preprocessing(args)
     resize = int(math.floor(pre["size"] / pre["crop_pct"]))
-    return [V.Decode(), V.Resize(resize, INTERPOLATION[pre["interpolation"]]), V.CenterCrop(pre["size"]),
-            V.Normalize(pre["mean"], pre["std"]), V.HWC2CHW()]
+    return [V.Decode(to_pil=True), V.Resize(resize, INTERPOLATION[pre["interpolation"]]), V.CenterCrop(pre["size"]),
+            V.ToNumpy(), V.Normalize(pre["mean"], pre["std"]), V.HWC2CHW()]
 
 
 def create_loader(args, root, num_items, training, epoch=0, shard_id=0, num_shards=1, skip=0):

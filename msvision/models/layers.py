@@ -44,10 +44,11 @@ class EffectiveSE(nn.Cell):
     def __init__(self, channels):
         super().__init__()
         self.fc = conv2d(channels, channels, 1, bias=True)
-        self.gate = nn.HSigmoid()
+        self.gate = nn.ReLU6()
 
     def construct(self, x):
-        return x * self.gate(self.fc(x.mean(axis=(2, 3), keep_dims=True)))
+        # hard sigmoid written as relu6(x + 3) / 6, which ONNX export supports
+        return x * (self.gate(self.fc(x.mean(axis=(2, 3), keep_dims=True)) + 3.0) / 6.0)
 
 
 class EcaAttention(nn.Cell):
@@ -64,6 +65,29 @@ class EcaAttention(nn.Cell):
         batch, channels = x.shape[0], x.shape[1]
         y = self.conv(x.mean(axis=(2, 3)).reshape(batch, 1, channels))
         return x * self.gate(y).reshape(batch, channels, 1, 1)
+
+
+class MaxPool3x3s2(nn.Cell):
+    """3x3 stride-2 max-pool: padded by 1 (1e100, torch padding=1) or unpadded with ceil mode (timm).
+
+    Written as explicit zero padding and a valid pool, which exports to ONNX and avoids the argmax kernel that
+    MindSpore uses for padded pooling. Zero padding equals the usual -inf padding because every pool in these
+    networks follows a ReLU-family output (non-negative).
+    """
+
+    def __init__(self, padded):
+        super().__init__()
+        self.padded = padded
+        self.pool = nn.MaxPool2d(3, 2, pad_mode="valid")
+
+    def construct(self, x):
+        if self.padded:
+            pads = (1, 1, 1, 1)
+        else:  # ceil mode: extend bottom/right so that the last partial window is kept
+            pads = (0, (x.shape[3] - 3) % 2, 0, (x.shape[2] - 3) % 2)
+        if pads != (0, 0, 0, 0):
+            x = ops.Pad(((0, 0), (0, 0), (pads[2], pads[3]), (pads[0], pads[1])))(x)
+        return self.pool(x)
 
 
 class ClassifierHead(nn.Cell):

@@ -44,7 +44,10 @@ class VGG(nn.Cell):
         ])
 
     def construct(self, x):
-        return self.classifier(self.flatten(self.avgpool(self.features(x))))
+        x = self.features(x)
+        if x.shape[2] != 7 or x.shape[3] != 7:  # at 224 px the features are 7x7 already
+            x = self.avgpool(x)
+        return self.classifier(self.flatten(x))
 
 
 def _register(depth, batch_norm):

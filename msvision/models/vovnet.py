@@ -6,7 +6,8 @@ every stage (the first too) opens with a padded 3x3/2 max-pool, and every block 
 """
 from mindspore import nn, ops
 
-from msvision.models.layers import ClassifierHead, ConvBnAct, EcaAttention, EffectiveSE, SeparableConvBnAct
+from msvision.models.layers import (ClassifierHead, ConvBnAct, EcaAttention, EffectiveSE, MaxPool3x3s2,
+                                    SeparableConvBnAct)
 from msvision.models.registry import PretrainedCfg, register_model
 
 _WIDE = dict(stage_conv_chs=(128, 160, 192, 224), stage_out_chs=(256, 512, 768, 1024))
@@ -88,10 +89,7 @@ class OsaStage(nn.Cell):
     def __init__(self, in_chs, mid_chs, out_chs, block_per_stage, layer_per_block, downsample, padded_pool,
                  residual, depthwise, attn, attn_every_block):
         super().__init__()
-        self.pool = None
-        if downsample:
-            padding, ceil_mode = (1, False) if padded_pool else (0, True)
-            self.pool = nn.MaxPool2d(3, 2, pad_mode="pad", padding=padding, ceil_mode=ceil_mode)
+        self.pool = MaxPool3x3s2(padded_pool) if downsample else None
         blocks = []
         for i in range(block_per_stage):
             block_attn = attn if (attn_every_block or i == block_per_stage - 1) else ""

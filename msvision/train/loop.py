@@ -11,7 +11,7 @@ import mindspore as ms
 from mindspore import nn
 
 from msvision import device
-from msvision.checkpoint import CONFIG_KEY, CheckpointManager, load_weights, read_checkpoint
+from msvision.checkpoint import CLASS_NAMES_KEY, CONFIG_KEY, CheckpointManager, load_weights, read_checkpoint
 from msvision.config import config_dict, dump_config
 from msvision.data.dataset import count_items, split_root
 from msvision.data.transforms import create_loader
@@ -116,7 +116,8 @@ class Trainer:
 
     def _append_dict(self):
         samples = self.batch_in_epoch * self.args.batch_size * self.world
-        return {CONFIG_KEY: dump_config(self.args), "state.epoch": self.epoch, "state.samples_in_epoch": samples,
+        return {CONFIG_KEY: dump_config(self.args), CLASS_NAMES_KEY: "\n".join(self.classes),
+                "state.epoch": self.epoch, "state.samples_in_epoch": samples,
                 "state.world_size": self.world, "state.effective_lr": float(self.peak_lr),
                 "state.best_top1": -1.0 if self.best_top1 is None else float(self.best_top1)}
 

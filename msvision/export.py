@@ -1,0 +1,21 @@
+"""Export a model to MindIR (or ONNX) with mindspore.export."""
+import numpy as np
+import mindspore as ms
+
+from msvision.errors import MsvisionError
+
+FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+
+
+def export_model(net, image_size, file_format, output, batch_size=1):
+    """Trace net on a batch_size x 3 x image_size x image_size input and write output (+ format suffix)."""
+    if file_format not in FORMATS:
+        raise MsvisionError(f"--format must be one of {', '.join(FORMATS)}, got '{file_format}'")
+    net.set_train(False)
+    stem = output[: -len(FORMATS[file_format])] if output.endswith(FORMATS[file_format]) else output
+    dummy = ms.Tensor(np.zeros((batch_size, 3, image_size, image_size), np.float32))
+    try:
+        ms.export(net, dummy, file_name=stem, file_format=file_format)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise MsvisionError(f"export to {file_format} failed: {str(err).splitlines()[0]}") from None
+    return stem + FORMATS[file_format]

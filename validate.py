@@ -1,0 +1,12 @@
+"""Evaluate a checkpoint: python validate.py --ckpt_path X [--config Y] [--data_dir D] [--ema] [--output R.json]."""
+from msvision.cli import run_cli
+
+
+def main(argv=None):
+    from msvision.evaluate import run_validation
+
+    run_validation(argv)
+
+
+if __name__ == "__main__":
+    run_cli(main)
