@@ -3,6 +3,7 @@
 A checkpoint holds the model's parameters under their own names and, in resume checkpoints, extra entries under
 the prefixes in STATE_PREFIXES (optimizer moments, EMA weights, counters, the resolved config as YAML text).
 """
+import glob
 import json
 import os
 
@@ -91,10 +92,13 @@ class CheckpointManager:
 
     INDEX = "checkpoints.json"
 
-    def __init__(self, save_dir, model_name, keep, policy):
+    def __init__(self, save_dir, model_name, keep, policy, clean_partial=False):
         self.save_dir, self.model_name, self.keep, self.policy = save_dir, model_name, keep, policy
         self.index_path = os.path.join(save_dir, self.INDEX)
         self.entries, self.best = self._read_index()
+        if clean_partial:  # temporary files of a save that was killed
+            for path in glob.glob(os.path.join(save_dir, ".*.tmp*")) + glob.glob(self.index_path + ".tmp*"):
+                os.remove(path)
 
     def _read_index(self):
         if not os.path.isfile(self.index_path):
@@ -113,7 +117,7 @@ class CheckpointManager:
 
     def latest(self):
         """Path of the newest checkpoint that exists on disk, or None."""
-        for entry in sorted(self.entries, key=lambda e: e["global_step"], reverse=True):
+        for entry in sorted(self.entries, key=lambda e: e["seq"], reverse=True):
             path = os.path.join(self.save_dir, entry["file"])
             if os.path.isfile(path):
                 return path
@@ -123,8 +127,9 @@ class CheckpointManager:
         """Write a checkpoint atomically, update the index and apply retention; returns its path."""
         name = f"{self.model_name}-epoch{epoch}-step{global_step}.ckpt"
         path = save_atomic(save_obj, os.path.join(self.save_dir, name), append_dict)
+        seq = max((e["seq"] for e in self.entries), default=0) + 1  # save order (steps restart on a world change)
         self.entries = [e for e in self.entries if e["file"] != name]
-        self.entries.append(dict(file=name, epoch=epoch, global_step=global_step, metric=metric))
+        self.entries.append(dict(file=name, seq=seq, epoch=epoch, global_step=global_step, metric=metric))
         if metric is not None and (self.best is None or metric > self.best["metric"]):
             best = f"{self.model_name}-best.ckpt"
             save_atomic(save_obj, os.path.join(self.save_dir, best), append_dict)
@@ -139,15 +144,15 @@ class CheckpointManager:
         return path
 
     def _retained(self):
-        newest = max(self.entries, key=lambda e: e["global_step"])
+        newest = max(self.entries, key=lambda e: e["seq"])
         if self.policy == "top_k":
-            ranked = sorted(self.entries, key=lambda e: (e["metric"] is not None, e["metric"] or 0.0,
-                                                         e["global_step"]), reverse=True)
+            ranked = sorted(self.entries, key=lambda e: (e["metric"] is not None, e["metric"] or 0.0, e["seq"]),
+                            reverse=True)
         else:
-            ranked = sorted(self.entries, key=lambda e: e["global_step"], reverse=True)
+            ranked = sorted(self.entries, key=lambda e: e["seq"], reverse=True)
         keep = ranked[:self.keep]
         if newest not in keep:
             keep = keep[:-1] + [newest]
         removed = [e for e in self.entries if e not in keep]
-        self.entries = sorted(keep, key=lambda e: e["global_step"])
+        self.entries = sorted(keep, key=lambda e: e["seq"])
         return removed

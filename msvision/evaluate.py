@@ -7,6 +7,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import ops
 
+from msvision.data.dataset import batches
 from msvision.data.transforms import create_loader
 
 
@@ -27,7 +28,7 @@ def evaluate(net, args, root, num_items, classes, shard_id=0, num_shards=1):
     per_class = np.zeros((num_classes, 2), np.float64)
     extra = np.zeros(2, np.float64)
     loader = create_loader(args, root, num_items, training=False, shard_id=shard_id, num_shards=num_shards)
-    for images, labels in loader.create_tuple_iterator(num_epochs=1):
+    for images, labels in batches(loader, root):
         logits = net(images).asnumpy().astype(np.float64)
         labels = labels.asnumpy()
         top5 = np.argsort(-logits, axis=1)[:, :min(5, logits.shape[1])]

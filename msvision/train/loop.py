@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn
+from mindspore import nn, ops
 
 from msvision import device
 from msvision.checkpoint import CLASS_NAMES_KEY, CONFIG_KEY, CheckpointManager, load_weights, read_checkpoint
-from msvision.config import config_dict, dump_config
-from msvision.data.dataset import count_items, split_root
+from msvision.config import config_dict, config_from_text, dump_config, parse_config
+from msvision.data.dataset import batches, count_items, split_root
 from msvision.data.transforms import create_loader
 from msvision.errors import MsvisionError
 from msvision.evaluate import evaluate
@@ -32,7 +32,7 @@ def setup_logging(save_dir, main_process):
     formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
     handlers = [logging.StreamHandler(sys.stdout)]
     if main_process:
-        handlers.append(logging.FileHandler(os.path.join(save_dir, "train.log")))
+        handlers.append(logging.FileHandler(os.path.join(save_dir, "train.log"), delay=True))
     for handler in handlers:
         handler.setFormatter(formatter)
         LOG.addHandler(handler)
@@ -95,7 +95,11 @@ class Trainer:
         loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
         self.optimizer = create_optimizer(args, self.net.trainable_params(), self.lrs)
         self.step = TrainStep(self.net, loss_fn, self.optimizer, args, parallel=self.world > 1, world_size=self.world)
-        self.ckpts = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy)
+        self.ckpts = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
+                                       clean_partial=self.main)
+        if not args.resume and self.ckpts.entries:
+            raise MsvisionError(f"ckpt_save_dir '{args.ckpt_save_dir}' already holds checkpoints of another run: "
+                                f"continue it with --resume auto, or choose another ckpt_save_dir")
         self.epoch, self.batch_in_epoch, self.best_top1 = 0, 0, None
 
     # ----------------------------------------------------------------- state
@@ -123,6 +127,9 @@ class Trainer:
 
     def save(self, metric=None):
         if not self.main:
+            return None
+        if not all(bool(ops.isfinite(p).all()) for p in self.net.get_parameters()):
+            LOG.warning("weights are not finite: checkpoint not saved (the last good one stays the newest)")
             return None
         global_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
         path = self.ckpts.save(self._state_params(), self._append_dict(), self.epoch, global_step, metric)
@@ -189,15 +196,15 @@ class Trainer:
 
     def run(self):
         args = self.args
-        if self.main:
-            with open(os.path.join(args.ckpt_save_dir, "config.yaml"), "w", encoding="utf-8") as handle:
-                handle.write(dump_config(args))
         if args.resume:
             path = self.ckpts.latest() if args.resume == "auto" else args.resume
             if path:
                 self.resume(path)
             else:
                 LOG.info("resume auto: no checkpoint in %s, starting fresh", args.ckpt_save_dir)
+        if self.main:
+            with open(os.path.join(args.ckpt_save_dir, "config.yaml"), "w", encoding="utf-8") as handle:
+                handle.write(dump_config(args))
         LOG.info("model %s, %d classes, %d train images, world size %d, device %s", args.model, args.num_classes,
                  self.num_train, self.world, ms.get_context("device_target"))
         LOG.info("lr scaling (%s): lr %.6g at global batch %d -> effective lr %.6g at global batch %d "
@@ -212,7 +219,7 @@ class Trainer:
             loader = create_loader(args, self.train_root, self.num_train, True, self.epoch, self.rank, self.world,
                                    skip=self.batch_in_epoch * args.batch_size)
             window_start, window_images = time.time(), 0
-            for images, labels in loader.create_tuple_iterator(num_epochs=1):
+            for images, labels in batches(loader, self.train_root):
                 if self.batch_in_epoch >= self.batches_per_epoch:
                     break
                 apply = (self.batch_in_epoch + 1) % args.grad_accum_steps == 0
@@ -220,14 +227,18 @@ class Trainer:
                 loss = float(loss.asnumpy())
                 self.batch_in_epoch += 1
                 window_images += images.shape[0] * self.world
-                nonfinite = nonfinite + 1 if not math.isfinite(loss) else 0
-                if not bool(finite):
-                    LOG.warning("step %d: non-finite gradients, update skipped (loss scale now %s)",
-                                self.batch_in_epoch, self.step.scaler.scale_value.asnumpy())
+                overflow = not bool(finite)
+                scale = float(self.step.scaler.scale_value.asnumpy())
+                if overflow:
+                    LOG.warning("step %d: non-finite gradients, update skipped (loss scale now %g)",
+                                self.batch_in_epoch, scale)
+                # an overflow the dynamic scaler can still absorb by lowering the scale is not a failure
+                stuck = overflow and (not self.step.dynamic or scale <= 1.0)
+                nonfinite = nonfinite + 1 if (not math.isfinite(loss) or stuck) else 0
                 if nonfinite >= args.max_nonfinite_steps:
-                    raise MsvisionError(f"loss was non-finite for {nonfinite} consecutive steps; stopping (last "
-                                        f"good checkpoint: {self.ckpts.latest() or 'none'}); lower lr or use "
-                                        f"loss_scale_type: dynamic")
+                    raise MsvisionError(f"loss or gradients were non-finite for {nonfinite} consecutive steps; "
+                                        f"stopping (last good checkpoint: {self.ckpts.latest() or 'none'}); lower lr "
+                                        f"or use loss_scale_type: dynamic")
                 done = self.epoch * self.batches_per_epoch + self.batch_in_epoch
                 if self.batch_in_epoch % args.log_interval == 0 or self.batch_in_epoch == self.batches_per_epoch:
                     elapsed = time.time() - window_start
@@ -257,6 +268,28 @@ class Trainer:
             LOG.info("training done in %.1f s; checkpoint: %s%s", time.time() - started, latest,
                      f"; best top-1 {self.best_top1:.2f}%" if self.best_top1 is not None else "")
         return dict(checkpoint=latest, metrics=last_metrics, config=config_dict(args))
+
+
+def parse_train_args(argv=None):
+    """train.py options; with --resume, the config stored in that checkpoint is the base under YAML and CLI."""
+    args = parse_config(argv, description="Train a model (single process or under msrun).")
+    if not args.resume:
+        return args
+    path = CheckpointManager(args.ckpt_save_dir, args.model, 1, "latest_k").latest() if args.resume == "auto" \
+        else args.resume
+    if not path:
+        return args
+    if not os.path.isfile(path):
+        raise MsvisionError(f"resume checkpoint not found: '{path}'")
+    try:
+        stored = ms.load_checkpoint(path, choice_func=lambda name: name == CONFIG_KEY).get(CONFIG_KEY)
+    except (ValueError, RuntimeError, OSError):
+        raise MsvisionError(f"'{path}' is not a readable MindSpore checkpoint (truncated, corrupt or another "
+                            f"format)") from None
+    if not isinstance(stored, str):
+        return args
+    base = config_dict(config_from_text(stored, path))
+    return parse_config(argv, description="Train a model (single process or under msrun).", base=base)
 
 
 def train(args):

@@ -1,0 +1,290 @@
+"""Reliability: exact resume after SIGKILL (standalone and msrun), atomic saves, non-finite guard, bad inputs."""
+import glob
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import mindspore as ms
+import pytest
+
+from msvision.checkpoint import CheckpointManager
+from tests.conftest import REPO_ROOT, make_image_folder, run_cli
+
+# Deterministic data (full-image crops, no flip) and no dropout: a resumed run must equal an uninterrupted one.
+RESUMABLE = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--scale", "1", "1",
+             "--ratio", "1", "1", "--hflip", "0", "--crop_pct", "1", "--batch_size", "8", "--epoch_size", "3",
+             "--lr", "0.05", "--warmup_epochs", "1", "--ema", "--ema_decay", "0.9", "--loss_scale_type", "dynamic",
+             "--loss_scale", "1024", "--ckpt_save_steps", "2", "--keep_checkpoint_max", "2", "--val_while_train",
+             "false", "--num_parallel_workers", "1", "--log_interval", "4"]
+
+
+def latest_state(save_dir):
+    path = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if not isinstance(v, str)}
+
+
+def max_relative(a, b, keys):
+    return max(float(np.abs(a[k] - b[k]).max() / max(np.abs(b[k]).max(), 1e-12)) for k in keys)
+
+
+def compare_states(resumed, uninterrupted):
+    weights = [k for k in uninterrupted if not k.startswith(("state.", "optim."))]
+    assert any(k.startswith("ema.") for k in weights) and any(k.startswith("optim.moments.") for k in uninterrupted)
+    assert set(resumed) == set(uninterrupted)
+    weight_diff = max_relative(resumed, uninterrupted, weights)
+    moment_diff = max_relative(resumed, uninterrupted, [k for k in uninterrupted if k.startswith("optim.")])
+    for key in ("state.epoch", "state.samples_in_epoch", "state.loss_scale", "state.loss_scale_counter"):
+        assert resumed[key] == uninterrupted[key], key
+    return weight_diff, moment_diff
+
+
+def kill_after_first_save(cmd, save_dir, rng, max_delay):
+    """Start cmd, wait for its first checkpoint, SIGKILL its whole process group at a random later moment."""
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    index = os.path.join(save_dir, "checkpoints.json")
+    deadline = time.time() + 600
+    while not os.path.exists(index) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    delay = rng.uniform(0, max_delay)
+    time.sleep(delay)
+    finished = proc.poll() is not None
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the run had already ended
+        pass
+    proc.wait()
+    return delay, finished
+
+
+def resume_until_done(cmd, attempts=3):
+    for _ in range(attempts):
+        done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        if done.returncode == 0:
+            return done
+    raise AssertionError(done.stdout[-3000:] + done.stderr[-3000:])
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_is_exact_standalone(tmp_path, image_folder):
+    base = [sys.executable, "train.py", "--data_dir", image_folder] + RESUMABLE
+    run_cli(base[1:] + ["--ckpt_save_dir", tmp_path / "straight"])
+    interrupted = str(tmp_path / "interrupted")
+    rng = random.Random()
+    delay, finished = kill_after_first_save(base + ["--ckpt_save_dir", interrupted], interrupted, rng, 3.0)
+    out = resume_until_done(base + ["--ckpt_save_dir", interrupted, "--resume", "auto"]).stdout
+    assert finished or "resumed from" in out
+    weights, moments = compare_states(latest_state(interrupted), latest_state(tmp_path / "straight"))
+    print(f"standalone: killed {delay:.2f}s after the first save; resumed vs uninterrupted: weights {weights:.2e}, "
+          f"optimizer moments {moments:.2e}")
+    assert weights <= 1e-6 and moments <= 1e-6
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_is_exact_under_msrun(tmp_path, image_folder, free_port):
+    def msrun(save_dir, port, *extra):
+        return ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", str(port), "--log_dir",
+                str(tmp_path / f"logs{port}"), "--join", "True", "python", "train.py", "--data_dir", image_folder,
+                "--batch_size", "4", "--ckpt_save_dir", str(save_dir)] + RESUMABLE + list(extra)
+
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    resume_until_done(msrun(straight, free_port), attempts=1)
+    delay, finished = kill_after_first_save(msrun(interrupted, free_port + 1), str(interrupted), random.Random(),
+                                            8.0)
+    out = resume_until_done(msrun(interrupted, free_port + 2, "--resume", "auto"), attempts=1)
+    weights, moments = compare_states(latest_state(interrupted), latest_state(straight))
+    print(f"msrun 2 workers: killed {delay:.2f}s after the first save; resumed vs uninterrupted: weights "
+          f"{weights:.2e}, optimizer moments {moments:.2e}")
+    assert weights <= 1e-6 and moments <= 1e-6
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_save_leaves_only_loadable_checkpoints(tmp_path, image_folder):
+    save_dir = str(tmp_path / "run")
+    cmd = [sys.executable, "train.py", "--data_dir", image_folder, "--model", "vgg11", "--num_classes", "4",
+           "--image_resize", "32", "--batch_size", "16", "--epoch_size", "2", "--ckpt_save_steps", "1",
+           "--val_while_train", "false", "--num_parallel_workers", "1", "--ckpt_save_dir", save_dir]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    saves_seen, deadline = 0, time.time() + 600
+    while proc.poll() is None and time.time() < deadline:
+        partial = glob.glob(os.path.join(save_dir, ".*.tmp*"))
+        if partial and os.path.exists(os.path.join(save_dir, "checkpoints.json")):
+            saves_seen += 1
+            if saves_seen > 1:
+                break
+            time.sleep(1.0)
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert glob.glob(os.path.join(save_dir, ".*.tmp*")), "the kill should land inside a save"
+    finals = glob.glob(os.path.join(save_dir, "*.ckpt"))
+    assert finals
+    for path in finals:  # every file under a final name loads
+        assert "features.0.weight" in ms.load_checkpoint(path)
+    out = resume_until_done(cmd + ["--resume", "auto"]).stdout
+    assert "resumed from" in out and "training done" in out
+    assert not glob.glob(os.path.join(save_dir, ".*.tmp*"))  # leftovers of the killed save are cleaned up
+
+
+@pytest.mark.slow
+def test_nonfinite_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, image_folder):
+    save_dir = tmp_path / "run"
+    common = ["train.py", "--data_dir", image_folder, "--model", "ese_vovnet19b_slim_dw", "--num_classes", "4",
+              "--image_resize", "32", "--batch_size", "8", "--val_while_train", "false", "--ckpt_save_dir", save_dir,
+              "--num_parallel_workers", "1", "--max_nonfinite_steps", "3", "--ckpt_save_steps", "1"]
+    run_cli(common + ["--epoch_size", "1"])
+    good = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
+    good_bytes = open(good, "rb").read()
+    done = run_cli(common + ["--epoch_size", "2", "--resume", "auto", "--lr", "1e38"], check=False)
+    line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and line.startswith("error: loss or gradients were non-finite for 3 consecutive steps"), line
+    latest = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
+    assert f"last good checkpoint: {latest}" in line
+    assert open(good, "rb").read() == good_bytes  # earlier checkpoints untouched
+    for path in {good, latest}:  # nothing with non-finite weights was saved
+        assert all(np.isfinite(v.asnumpy()).all() for v in ms.load_checkpoint(path).values() if not isinstance(v, str))
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+@pytest.fixture
+def guarded_dir(tmp_path):
+    """A ckpt_save_dir that already holds a user's files: an error must leave them untouched."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("model: earlier-run\n")
+    (folder / "notes.txt").write_text("keep me")
+    return folder
+
+
+def assert_untouched(folder):
+    assert sorted(os.listdir(folder)) == ["config.yaml", "notes.txt"]
+    assert (folder / "config.yaml").read_text() == "model: earlier-run\n"
+
+
+def train_error(args, folder):
+    done = run_cli(["train.py", "--ckpt_save_dir", folder] + [str(a) for a in args], check=False, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and lines and lines[-1].startswith("error: "), done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    print(f"{' '.join(str(a) for a in args)[-60:]} -> {lines[-1]}")
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def small_checkpoints(tmp_path_factory, image_folder):
+    """A trained 4-class checkpoint of ese_vovnet19b_slim_dw, and a truncated copy of it."""
+    folder = tmp_path_factory.mktemp("ckpts")
+    run_cli(["train.py", "--data_dir", image_folder, "--model", "ese_vovnet19b_slim_dw", "--num_classes", "4",
+             "--image_resize", "32", "--batch_size", "16", "--epoch_size", "1", "--val_while_train", "false",
+             "--ckpt_save_dir", folder / "run", "--num_parallel_workers", "1"])
+    good = CheckpointManager(str(folder / "run"), "", 1, "latest_k").latest()
+    truncated = folder / "truncated.ckpt"
+    truncated.write_bytes(open(good, "rb").read()[:20000])
+    return good, str(truncated)
+
+
+SMALL = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--batch_size", "4",
+         "--num_parallel_workers", "1"]
+
+
+def test_bad_config_and_data_inputs(tmp_path, guarded_dir, image_folder):
+    yaml_file = tmp_path / "bad.yaml"
+    yaml_file.write_text("model: vgg11\nlearning_rate: 0.1\n")
+    assert "unknown key 'learning_rate'" in train_error(["-c", yaml_file], guarded_dir)
+    assert "argument --batch_size: invalid int value: 'eight'" in train_error(["--batch_size", "eight"],
+                                                                               guarded_dir)
+    assert "data_dir is not set" in train_error(SMALL, guarded_dir)
+    assert "data_dir not found: '/nonexistent'" in train_error(SMALL + ["--data_dir", "/nonexistent"], guarded_dir)
+    no_val = tmp_path / "no_val"
+    shutil.copytree(os.path.join(image_folder, "train"), no_val / "train")
+    assert f"split folder missing: '{no_val}/val'" in train_error(SMALL + ["--data_dir", no_val], guarded_dir)
+    no_train = tmp_path / "no_train"
+    shutil.copytree(os.path.join(image_folder, "val"), no_train / "val")
+    assert f"split folder missing: '{no_train}/train'" in train_error(SMALL + ["--data_dir", no_train],
+                                                                       guarded_dir)
+    empty = tmp_path / "empty_class"
+    shutil.copytree(image_folder, empty)
+    shutil.rmtree(empty / "train" / "class_2")
+    (empty / "train" / "class_2").mkdir()
+    assert f"class folder has no images: '{empty}/train/class_2'" in train_error(SMALL + ["--data_dir", empty],
+                                                                                  guarded_dir)
+    assert "batch_size 65 x grad_accum_steps 1 is larger than the 64 training images per device" in \
+        train_error(SMALL + ["--data_dir", image_folder, "--batch_size", "65"], guarded_dir)
+    assert_untouched(guarded_dir)
+
+
+def test_corrupt_images_are_named_before_training(tmp_path, guarded_dir, image_folder):
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    good = data / "train" / "class_1" / "003.jpg"
+    (data / "train" / "class_1" / "truncated.jpg").write_bytes(good.read_bytes()[:300])
+    (data / "train" / "class_0" / "not_an_image.jpg").write_text("hello")
+    line = train_error(SMALL + ["--data_dir", data], guarded_dir)
+    assert "2 unreadable image file(s)" in line and "truncated.jpg" in line and "not_an_image.jpg" in line
+    assert_untouched(guarded_dir)
+
+
+def test_non_image_files_are_skipped_with_a_count(tmp_path, image_folder):
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    (data / "train" / "class_0" / "README.txt").write_text("labels from the 2024 survey")
+    (data / "train" / "class_3" / "Thumbs.db").write_bytes(b"\0\1")
+    out = run_cli(["train.py", "--data_dir", data, "--epoch_size", "1", "--val_while_train", "false",
+                   "--ckpt_save_dir", tmp_path / "out"] + SMALL).stdout
+    assert "skipped 2 files without an image extension" in out and "training done" in out
+
+
+def test_bad_checkpoints_for_training(tmp_path, guarded_dir, image_folder, small_checkpoints):
+    good, truncated = small_checkpoints
+    data = ["--data_dir", image_folder]
+    assert "checkpoint not found" in train_error(SMALL + data + ["--ckpt_path", tmp_path / "x.ckpt"], guarded_dir)
+    assert "is not a readable MindSpore checkpoint" in train_error(SMALL + data + ["--ckpt_path", truncated],
+                                                                    guarded_dir)
+    other = ["--model", "ese_vovnet19b_dw"] + SMALL[2:]
+    assert "does not fit the model: missing" in train_error(other + data + ["--ckpt_path", good], guarded_dir)
+    ten = tmp_path / "ten"
+    make_image_folder(ten, classes=10, train_per_class=2, val_per_class=1)
+    line = train_error(["--num_classes", "10"] + SMALL[:2] + SMALL[4:] + ["--data_dir", ten, "--ckpt_path", good],
+                       guarded_dir)
+    assert "head.fc.weight: checkpoint (4, 512) vs model (10, 512)" in line and "reset_head" in line
+    assert_untouched(guarded_dir)
+    out = run_cli(["train.py", "--num_classes", "10"] + SMALL[:2] + SMALL[4:] +
+                  ["--data_dir", ten, "--ckpt_path", good, "--reset_head", "--epoch_size", "1",
+                   "--val_while_train", "false", "--ckpt_save_dir", tmp_path / "finetune"]).stdout
+    assert "re-initialised: head.fc.bias, head.fc.weight" in out
+
+
+def test_unwritable_dir_and_existing_run(tmp_path, image_folder, small_checkpoints):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    line = train_error(SMALL + ["--data_dir", image_folder], blocker / "sub")
+    assert "ckpt_save_dir" in line and "is not writable" in line
+    run_dir = os.path.dirname(small_checkpoints[0])
+    before = sorted(os.listdir(run_dir))
+    line = train_error(SMALL + ["--data_dir", image_folder], run_dir)
+    assert "already holds checkpoints" in line and "--resume auto" in line
+    assert sorted(os.listdir(run_dir)) == before
+
+
+@pytest.mark.slow
+def test_resume_with_another_world_size_rescales_lr(tmp_path, image_folder, free_port):
+    save_dir = tmp_path / "run"
+    common = ["--data_dir", image_folder, "--model", "ese_vovnet19b_slim_dw", "--num_classes", "4",
+              "--image_resize", "32", "--batch_size", "8", "--val_while_train", "false", "--lr", "0.1",
+              "--lr_base_batch_size", "8", "--num_parallel_workers", "1", "--ckpt_save_dir", str(save_dir)]
+    run_cli(["train.py", "--epoch_size", "1"] + common)
+    cmd = ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", str(free_port), "--log_dir",
+           str(tmp_path / "logs"), "--join", "True", "python", "train.py", "--epoch_size", "2", "--resume",
+           "auto"] + common
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    log = open(save_dir / "train.log", encoding="utf-8").read()
+    assert "resuming with world size 2 (checkpoint had 1): effective lr 0.1 -> 0.2" in log
+    assert latest_state(save_dir)["state.world_size"] == 2 and "training done" in log.split("resuming")[-1]
