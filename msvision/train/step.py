@@ -52,8 +52,10 @@ class TrainStep(nn.Cell):
         self.net_with_loss = NetWithLoss(net, loss_fn)
         self.optimizer = optimizer
         self.weights = optimizer.parameters
-        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
         self.dynamic = args.loss_scale_type == "dynamic"
+        # with a fixed scale of 1 there is nothing to scale: skip two passes over all gradients
+        self.scaled = self.dynamic or args.loss_scale != 1.0
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=self.scaled)
         self.scaler = DynamicLossScaler(args.loss_scale, 2, 1000) if self.dynamic else StaticLossScaler(args.loss_scale)
         self.reducer = nn.DistributedGradReducer(self.weights, True, world_size) if parallel else nn.Identity()
         self.clip = args.clip_grad
@@ -73,10 +75,12 @@ class TrainStep(nn.Cell):
 
     def construct(self, images, labels, apply=True):
         loss = self.net_with_loss(images, labels)
-        sens = ops.fill(loss.dtype, loss.shape, self.scaler.scale_value)
-        grads = self.grad(self.net_with_loss, self.weights)(images, labels, sens)
-        grads = self.reducer(grads)
-        grads = self.scaler.unscale(grads)
+        if self.scaled:
+            sens = ops.fill(loss.dtype, loss.shape, self.scaler.scale_value)
+            grads = self.grad(self.net_with_loss, self.weights)(images, labels, sens)
+            grads = self.scaler.unscale(self.reducer(grads))
+        else:
+            grads = self.reducer(self.grad(self.net_with_loss, self.weights)(images, labels))
         if self.accum is not None:
             grads = ops.depend(grads, self.hyper_map(ops.partial(_accumulate, self.accum_scale), self.accum, grads))
             if not apply:

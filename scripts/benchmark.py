@@ -1,0 +1,6 @@
+"""Throughput table: python scripts/benchmark.py --models vgg16 ese_vovnet39b --batch_size 8 --image_size 224
+[--mode graph|pynative] [--compare timm mindcv] [--onednn-isa default] [--data] [--json FILE]."""
+from msvision.benchmark import main
+
+if __name__ == "__main__":
+    main()
