@@ -1,6 +1,5 @@
 """Reliability: exact resume after SIGKILL (standalone and msrun), atomic saves, non-finite guard, bad inputs."""
 import glob
-import json
 import os
 import random
 import shutil
@@ -97,7 +96,7 @@ def test_sigkill_and_resume_is_exact_under_msrun(tmp_path, image_folder, free_po
     resume_until_done(msrun(straight, free_port), attempts=1)
     delay, finished = kill_after_first_save(msrun(interrupted, free_port + 1), str(interrupted), random.Random(),
                                             8.0)
-    out = resume_until_done(msrun(interrupted, free_port + 2, "--resume", "auto"), attempts=1)
+    resume_until_done(msrun(interrupted, free_port + 2, "--resume", "auto"), attempts=1)
     weights, moments = compare_states(latest_state(interrupted), latest_state(straight))
     print(f"msrun 2 workers: killed {delay:.2f}s after the first save; resumed vs uninterrupted: weights "
           f"{weights:.2e}, optimizer moments {moments:.2e}")

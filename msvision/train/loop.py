@@ -6,7 +6,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
