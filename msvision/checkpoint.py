@@ -22,12 +22,13 @@ def _short(names, limit=5):
     return ", ".join(names[:limit]) + more
 
 
-def read_checkpoint(path):
-    """Read a .ckpt file into {name: Parameter or str}; a missing or unreadable file is a MsvisionError."""
+def read_checkpoint(path, only=None):
+    """Read a .ckpt file into {name: Parameter or str} (with only, just that entry); a missing or unreadable file is
+    a MsvisionError."""
     if not path or not os.path.isfile(path):
         raise MsvisionError(f"checkpoint not found: '{path}' (expected an existing .ckpt file)")
     try:
-        return ms.load_checkpoint(path)
+        return ms.load_checkpoint(path, choice_func=(lambda name: name == only) if only else None)
     except (ValueError, RuntimeError, OSError):
         raise MsvisionError(f"'{path}' is not a readable MindSpore checkpoint (truncated, corrupt or another "
                             f"format)") from None

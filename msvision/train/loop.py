@@ -226,13 +226,13 @@ class Trainer:
                 loss = float(loss.asnumpy())
                 self.batch_in_epoch += 1
                 window_images += images.shape[0] * self.world
-                overflow = not bool(finite)
-                scale = float(self.step.scaler.scale_value.asnumpy())
-                if overflow:
+                stuck = False
+                if not bool(finite):
+                    scale = float(self.step.scaler.scale_value.asnumpy())
                     LOG.warning("step %d: non-finite gradients, update skipped (loss scale now %g)",
                                 self.batch_in_epoch, scale)
-                # an overflow the dynamic scaler can still absorb by lowering the scale is not a failure
-                stuck = overflow and (not self.step.dynamic or scale <= 1.0)
+                    # an overflow the dynamic scaler can still absorb by lowering the scale is not a failure
+                    stuck = not self.step.dynamic or scale <= 1.0
                 nonfinite = nonfinite + 1 if (not math.isfinite(loss) or stuck) else 0
                 if nonfinite >= args.max_nonfinite_steps:
                     raise MsvisionError(f"loss or gradients were non-finite for {nonfinite} consecutive steps; "
@@ -269,26 +269,22 @@ class Trainer:
         return dict(checkpoint=latest, metrics=last_metrics, config=config_dict(args))
 
 
+TRAIN_DESCRIPTION = "Train a model (single process or under msrun)."
+
+
 def parse_train_args(argv=None):
     """train.py options; with --resume, the config stored in that checkpoint is the base under YAML and CLI."""
-    args = parse_config(argv, description="Train a model (single process or under msrun).")
+    args = parse_config(argv, description=TRAIN_DESCRIPTION)
     if not args.resume:
         return args
     path = CheckpointManager(args.ckpt_save_dir, args.model, 1, "latest_k").latest() if args.resume == "auto" \
         else args.resume
     if not path:
         return args
-    if not os.path.isfile(path):
-        raise MsvisionError(f"resume checkpoint not found: '{path}'")
-    try:
-        stored = ms.load_checkpoint(path, choice_func=lambda name: name == CONFIG_KEY).get(CONFIG_KEY)
-    except (ValueError, RuntimeError, OSError):
-        raise MsvisionError(f"'{path}' is not a readable MindSpore checkpoint (truncated, corrupt or another "
-                            f"format)") from None
+    stored = read_checkpoint(path, only=CONFIG_KEY).get(CONFIG_KEY)
     if not isinstance(stored, str):
         return args
-    base = config_dict(config_from_text(stored, path))
-    return parse_config(argv, description="Train a model (single process or under msrun).", base=base)
+    return parse_config(argv, description=TRAIN_DESCRIPTION, base=config_dict(config_from_text(stored, path)))
 
 
 def train(args):
