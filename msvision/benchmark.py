@@ -45,6 +45,7 @@ def worker_msvision(opts, library="msvision"):
     import msvision  # noqa: F401  (CPU speed setting unless the environment already chose)
     from msvision.config import parse_config
     from msvision.models.complexity import count_macs, count_params
+    from msvision.optim import create_optimizer
     from msvision.train.step import TrainStep
 
     ms.set_device("CPU")
@@ -59,12 +60,15 @@ def worker_msvision(opts, library="msvision"):
     images = ms.Tensor(np.random.default_rng(0).standard_normal(
         (opts.batch_size, 3, opts.image_size, opts.image_size)).astype(np.float32))
     labels = ms.Tensor(np.arange(opts.batch_size, dtype=np.int32) % 1000)
-    optimizer = nn.SGD(net.trainable_params(), learning_rate=0.001, momentum=0.9)
+    # SGD with momentum 0.9, no weight decay, in every library; MindSpore's Momentum optimizer is that update
+    # (it is MindCV's VGG recipe optimizer and msvision's default) and runs 2x faster on CPU than its SGD op
     if library == "mindcv":  # MindSpore's stock one-step cell: the lightest path MindCV's trainer builds on
+        optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.001, momentum=0.9)
         train_step = nn.TrainOneStepCell(nn.WithLossCell(net, nn.CrossEntropyLoss()), optimizer)
         step_fn = lambda: train_step(images, labels).asnumpy()  # noqa: E731
     else:
-        args = parse_config(["--model", opts.model])
+        args = parse_config(["--model", opts.model, "--opt", "momentum", "--momentum", "0.9", "--weight_decay", "0"])
+        optimizer = create_optimizer(args, net.trainable_params(), np.full(10_000, 0.001, np.float32))
         train_step = TrainStep(net, nn.CrossEntropyLoss(), optimizer, args)
         step_fn = lambda: train_step(images, labels)[0].asnumpy()  # noqa: E731
     net.set_train(True)

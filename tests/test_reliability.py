@@ -151,6 +151,30 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
         assert all(np.isfinite(v.asnumpy()).all() for v in ms.load_checkpoint(path).values() if not isinstance(v, str))
 
 
+@pytest.mark.parametrize("bad", [None, np.inf, -np.inf, np.nan])
+def test_gradient_check_flags_any_inf_or_nan(bad):
+    from mindspore import nn, ops
+
+    from msvision.train.step import all_finite
+
+    class Check(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.hyper_map = ops.HyperMap()
+
+        def construct(self, grads):
+            return all_finite(grads, self.hyper_map)
+
+    rng = np.random.default_rng(0)
+    shapes = [(7,), (5, 3), (4, 3, 3, 3), (16, 8, 1, 1)]
+    check = Check()
+    for position, shape in enumerate(shapes):  # the bad value in each tensor in turn, large finite values around it
+        grads = [rng.standard_normal(s).astype(np.float32) * 1e30 for s in shapes]
+        if bad is not None:
+            grads[position].flat[rng.integers(grads[position].size)] = bad
+        assert bool(check(tuple(ms.Tensor(g) for g in grads))) is (bad is None)
+
+
 # ---------------------------------------------------------------------------------------------- bad inputs
 @pytest.fixture
 def guarded_dir(tmp_path):
