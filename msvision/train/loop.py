@@ -19,7 +19,7 @@ from msvision.evaluate import evaluate
 from msvision.models import create_model, get_pretrained_cfg
 from msvision.optim import create_optimizer
 from msvision.schedule import global_batch_size, lr_schedule, scaled_lr
-from msvision.train.step import TrainStep
+from msvision.train.step import TrainStep, all_finite
 
 LOG = logging.getLogger("msvision")
 
@@ -127,7 +127,7 @@ class Trainer:
     def save(self, metric=None):
         if not self.main:
             return None
-        if not all(bool(ops.isfinite(p).all()) for p in self.net.get_parameters()):
+        if not bool(all_finite(tuple(self.net.get_parameters()), ops.HyperMap())):
             LOG.warning("weights are not finite: checkpoint not saved (the last good one stays the newest)")
             return None
         global_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
