@@ -9,6 +9,7 @@ import os
 
 import mindspore as ms
 
+from msvision.convert.mindcv import fill_mindcv_gaps
 from msvision.errors import MsvisionError
 
 STATE_PREFIXES = ("optim.", "ema.", "state.")
@@ -49,6 +50,8 @@ def load_weights(net, path_or_dict, reset_head_prefix=None, source=None):
     ckpt = read_checkpoint(path_or_dict) if isinstance(path_or_dict, str) else path_or_dict
     weights = model_params(ckpt)
     expected = {p.name: p for p in net.get_parameters()}
+    if not set(expected) <= set(weights):
+        weights = fill_mindcv_gaps(expected, weights, source) or weights
     missing = set(expected) - set(weights)
     unexpected = set(weights) - set(expected)
     mismatched = {n for n in set(expected) & set(weights) if tuple(expected[n].shape) != tuple(weights[n].shape)}

@@ -1,15 +1,12 @@
-"""Numerical parity: a random timm/torchvision model, converted, gives the same logits in MindSpore."""
-import subprocess
-import sys
-
+"""Weight parity per source: a reference model with random weights, saved as its library saves it, converted (or
+loaded directly), gives the same logits in MindSpore."""
 import numpy as np
 import mindspore as ms
 import pytest
 
 import msvision
-from msvision import MsvisionError
-from msvision.convert.timm import convert_torch_checkpoint
-from tests.conftest import REPO_ROOT
+from msvision.convert.convert import convert_file
+from tests.ref_1e100 import Reference1e100
 
 # (msvision name, reference library, reference name)
 PARITY_CASES = [
@@ -22,26 +19,50 @@ PARITY_CASES = [
     ("ese_vovnet39b", "timm", "ese_vovnet39b"),
     ("eca_vovnet39b", "timm", "eca_vovnet39b"),
 ]
+VOVNETS_1E100 = ["vovnet19", "vovnet27_slim", "vovnet39", "vovnet57", "vovnet99"]
+
+
+def randomise_batchnorm(torch, model, seed=0):
+    """Random BN affine parameters and running statistics, so that a BN mapping mistake changes the logits."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                size = module.num_features
+                module.running_mean.copy_(torch.rand(size, generator=generator) - 0.5)
+                module.running_var.copy_(torch.rand(size, generator=generator) * 1.5 + 0.5)
+                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(size, generator=generator) * 0.4 - 0.2)
+    return model
 
 
 def random_reference(torch_reference, library, name, num_classes=1000):
     """A reference model in eval mode with randomised BatchNorm affine parameters and running statistics."""
     torch, timm, tv_models = torch_reference
     torch.manual_seed(0)
-    model = timm.create_model(name, num_classes=num_classes) if library == "timm" \
-        else getattr(tv_models, name)(num_classes=num_classes)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-    return model.eval()
+    if library == "timm":
+        model = timm.create_model(name, num_classes=num_classes)
+    elif library == "torchvision":
+        model = getattr(tv_models, name)(num_classes=num_classes)
+    else:
+        model = Reference1e100(name, num_classes=num_classes)
+    return randomise_batchnorm(torch, model).eval()
 
 
 def relative_logit_error(ours, theirs):
     return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+
+
+def msvision_logits(name, ckpt, images, modes=(ms.GRAPH_MODE, ms.PYNATIVE_MODE)):
+    """Logits of the converted checkpoint in each execution mode."""
+    results = []
+    for mode in modes:
+        ms.set_context(mode=mode)
+        net = msvision.create_model(name, checkpoint_path=str(ckpt))
+        net.set_train(False)
+        results.append(net(ms.Tensor(images)).asnumpy())
+    ms.set_context(mode=ms.GRAPH_MODE)
+    return results
 
 
 @pytest.mark.parametrize("name,library,ref_name", PARITY_CASES)
@@ -50,53 +71,74 @@ def test_converted_logits_match_reference(torch_reference, tmp_path, name, libra
     reference = random_reference(torch_reference, library, ref_name)
     torch_file, ms_file = tmp_path / "ref.pth", tmp_path / "converted.ckpt"
     torch.save(reference.state_dict(), torch_file)
-    convert_torch_checkpoint(name, str(torch_file), str(ms_file))
+    _, source = convert_file(name, str(torch_file), str(ms_file))
+    assert source == library  # detected from the keys
 
     images = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(images)).numpy()
-    del reference
-    for mode in (ms.GRAPH_MODE, ms.PYNATIVE_MODE):
-        ms.set_context(mode=mode)
-        net = msvision.create_model(name, checkpoint_path=str(ms_file))
-        net.set_train(False)
-        got = net(ms.Tensor(images)).asnumpy()
+    for got in msvision_logits(name, ms_file, images):
         error = relative_logit_error(got, expected)
-        print(f"parity {name} vs {library}:{ref_name} mode={mode}: max|diff|/max|logit| = {error:.2e}")
-        assert error <= 1e-4
+        print(f"parity {name} vs {library}:{ref_name}: max|diff|/max|logit| = {error:.2e}")
+        assert error <= 1e-5
+
+
+def _wrapped(torch, state, form):
+    if form == "bare":
+        return state
+    if form == "state_dict":
+        return {"state_dict": state, "epoch": 7, "best_acc1": torch.tensor(72.0)}
+    return {"model": {"module." + k: v for k, v in state.items()}, "optimizer": {"lr": 0.1}}  # DataParallel run
+
+
+@pytest.mark.parametrize("name", VOVNETS_1E100)
+def test_1e100_weights_convert_with_parity(torch_reference, tmp_path, name):
+    torch = torch_reference[0]
+    reference = random_reference(torch_reference, "1e100", name)
+    images = np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(images)).numpy()
+    forms = ("bare", "state_dict", "model") if name == "vovnet19" else ("model",)
+    for form in forms:
+        torch_file, ms_file = tmp_path / f"{form}.pt", tmp_path / f"{form}.ckpt"
+        torch.save(_wrapped(torch, reference.state_dict(), form), torch_file)
+        _, source = convert_file(name, str(torch_file), str(ms_file))
+        assert source == "1e100"
+        (got,) = msvision_logits(name, ms_file, images, modes=(ms.PYNATIVE_MODE,))
+        error = relative_logit_error(got, expected)
+        print(f"parity {name} vs 1e100 ({form}): {error:.2e}")
+        assert error <= 1e-5
+
+
+def _mindcv_checkpoints(tmp_path, name):
+    """MindCV's own model with random weights, saved plainly and through a train cell (optimizer entries inside)."""
+    mindcv = pytest.importorskip("mindcv", reason="mindcv==0.3.0 is installed with --no-deps by .ci/run")
+    from mindspore import nn
+
+    ms.set_seed(0)
+    net = mindcv.create_model(name, num_classes=1000)
+    plain, trained = tmp_path / f"{name}-plain.ckpt", tmp_path / f"{name}-train.ckpt"
+    ms.save_checkpoint(net, str(plain))
+    loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True))
+    cell = nn.TrainOneStepWithLossScaleCell(loss, nn.Momentum(net.trainable_params(), 0.01, 0.9),
+                                            scale_sense=ms.Tensor(1024.0))
+    ms.save_checkpoint(cell, str(trained))
+    return net, (plain, trained)
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg16"])
+def test_mindcv_checkpoints_load_directly_with_parity(tmp_path, name):
+    mindcv_net, files = _mindcv_checkpoints(tmp_path, name)
+    mindcv_net.set_train(False)
+    images = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    expected = mindcv_net(ms.Tensor(images)).asnumpy()
+    for path in files:
+        net = msvision.create_model(name, checkpoint_path=str(path))
+        net.set_train(False)
+        error = relative_logit_error(net(ms.Tensor(images)).asnumpy(), expected)
+        biases = [p.asnumpy() for p in net.get_parameters() if p.name.startswith("features.") and
+                  p.name.endswith(".bias")]
+        print(f"parity {name} vs MindCV ({path.name}): {error:.2e}")
+        assert error <= 1e-5 and len(biases) == {"vgg11": 8, "vgg16": 13}[name] and not any(b.any() for b in biases)
     ms.set_context(mode=ms.GRAPH_MODE)
-
-
-def test_conversion_errors_name_the_keys(torch_reference, tmp_path):
-    torch = torch_reference[0]
-    state = random_reference(torch_reference, "timm", "ese_vovnet19b_slim_dw").state_dict()
-    state.pop("stem.1.conv_pw.weight")
-    state["stages.9.extra.weight"] = torch.zeros(3)
-    state["stem.0.conv.weight"] = torch.zeros(64, 3, 5, 5)
-    broken = tmp_path / "broken.pth"
-    torch.save(state, broken)
-    with pytest.raises(MsvisionError) as err:
-        convert_torch_checkpoint("ese_vovnet19b_slim_dw", str(broken), str(tmp_path / "out.ckpt"))
-    message = str(err.value)
-    assert "missing 1 (stem.1.conv_pw.weight)" in message
-    assert "unexpected 1 (stages.9.extra.weight)" in message
-    assert "stem.0.conv.weight: checkpoint (64, 3, 5, 5) vs model (64, 3, 3, 3)" in message
-    assert not (tmp_path / "out.ckpt").exists()
-
-
-def test_convert_cli_and_other_num_classes(torch_reference, tmp_path):
-    torch = torch_reference[0]
-    reference = random_reference(torch_reference, "timm", "ese_vovnet19b_slim_dw", num_classes=10)
-    torch.save(reference.state_dict(), tmp_path / "ref.pth")
-    out = tmp_path / "out.ckpt"
-    cmd = [sys.executable, "scripts/convert_timm.py", "--model", "ese_vovnet19b_slim_dw",
-           "--torch-checkpoint", str(tmp_path / "ref.pth"), "--output", str(out)]
-    subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True)
-    net = msvision.create_model("ese_vovnet19b_slim_dw", num_classes=10, checkpoint_path=str(out))
-    moving_var = net.parameters_dict()["stem.0.bn.moving_variance"].asnumpy()
-    assert np.allclose(moving_var, reference.stem[0].bn.running_var.numpy())  # BN statistics carried
-    with pytest.raises(MsvisionError, match="head.fc.weight: checkpoint \\(10, 512\\) vs model \\(1000, 512\\)"):
-        msvision.create_model("ese_vovnet19b_slim_dw", checkpoint_path=str(out))
-    failed = subprocess.run(cmd[:-4] + ["--torch-checkpoint", str(tmp_path / "nope.pth"), "--output", str(out)],
-                            cwd=REPO_ROOT, capture_output=True, text=True)
-    assert failed.returncode == 2 and failed.stderr.strip().splitlines()[-1].startswith("error: torch checkpoint")

@@ -148,8 +148,8 @@ def test_converted_timm_model_validates_like_timm(tmp_path, torch_reference, ima
         theirs = reference.eval()(batch).argmax(1).numpy()
     torch.save(reference.state_dict(), tmp_path / "timm.pth")
     converted = tmp_path / "converted.ckpt"
-    run_cli(["scripts/convert_timm.py", "--model", "ese_vovnet19b_slim_dw", "--torch-checkpoint",
-             tmp_path / "timm.pth", "--output", converted])
+    run_cli(["scripts/convert.py", "--model", "ese_vovnet19b_slim_dw", "--input", tmp_path / "timm.pth",
+             "--output", converted])
     labels = np.array([int(os.path.basename(os.path.dirname(p)).split("_")[1]) for p in images])
 
     # msvision: the model's own pretrained cfg preprocessing (224 px, crop 0.875, bicubic, ImageNet mean/std)
