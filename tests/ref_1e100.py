@@ -8,7 +8,6 @@ has `layers.<j>` (conv3x3 -> BN -> ReLU, each `{0: conv, 1: bn}`), `exit_conv` (
 """
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 # (inner channels, layers per block, output channels, blocks per stage)
 STAGES = {
@@ -29,21 +28,23 @@ class Ese(nn.Module):
     def __init__(self, channels):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 1)
+        self.gate = nn.ReLU6()
 
     def forward(self, x):
-        return x * F.relu6(self.conv(x.mean((2, 3), keepdim=True)) + 3.0) / 6.0
+        return x * self.gate(self.conv(x.mean((2, 3), keepdim=True)) + 3.0) / 6.0
 
 
 class Osa(nn.Module):
     def __init__(self, in_ch, inner_ch, repeats, out_ch, downsample):
         super().__init__()
         self.downsample = downsample
+        self.pool = nn.MaxPool2d(3, 2, 1) if downsample else None
         self.layers = nn.ModuleList(conv_bn_relu(in_ch if j == 0 else inner_ch, inner_ch) for j in range(repeats))
         self.exit_conv = conv_bn_relu(in_ch + repeats * inner_ch, out_ch, 1)
         self.ese = Ese(out_ch)
 
     def forward(self, x):
-        y = F.max_pool2d(x, 3, 2, 1) if self.downsample else x
+        y = self.pool(x) if self.downsample else x
         features = [y]
         for layer in self.layers:
             features.append(layer(features[-1]))

@@ -123,3 +123,30 @@ def test_stage_pool_matches_padded_and_ceil_max_pool(size):
     ceil = nn.MaxPool2d(3, 2, pad_mode="pad", padding=0, ceil_mode=True)(x).asnumpy()
     assert np.array_equal(MaxPool3x3s2(padded=True)(x).asnumpy(), padded)
     assert np.array_equal(MaxPool3x3s2(padded=False)(x).asnumpy(), ceil)
+
+
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "ceil"])
+def test_stage_pool_input_gradient_in_both_modes(padded):
+    """The gradient reaching the pool's input equals MindSpore's own padded / ceil pool, in GRAPH and PYNATIVE mode
+    (a list filled with insert() once compiled to a zero gradient in GRAPH mode only)."""
+    from mindspore import nn, ops
+
+    from msvision.models.layers import MaxPool3x3s2
+
+    class InputGrad(nn.Cell):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.grad = net, ops.GradOperation(sens_param=True)
+
+        def construct(self, x, sens):
+            return self.grad(self.net)(x, sens)
+
+    rng = np.random.default_rng(0)
+    x = ms.Tensor(np.abs(rng.standard_normal((2, 3, 16, 16))).astype(np.float32))
+    sens = ms.Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
+    builtin = nn.MaxPool2d(3, 2, pad_mode="pad", padding=int(padded), ceil_mode=not padded)
+    for mode in (ms.GRAPH_MODE, ms.PYNATIVE_MODE):
+        ms.set_context(mode=mode)
+        ours, expected = InputGrad(MaxPool3x3s2(padded))(x, sens).asnumpy(), InputGrad(builtin)(x, sens).asnumpy()
+        assert np.abs(expected).sum() > 0 and np.array_equal(ours, expected), mode
+    ms.set_context(mode=ms.GRAPH_MODE)

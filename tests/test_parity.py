@@ -6,7 +6,7 @@ import pytest
 
 import msvision
 from msvision.convert.convert import convert_file
-from tests.ref_1e100 import Reference1e100
+from tests.references import random_reference
 
 # (msvision name, reference library, reference name)
 PARITY_CASES = [
@@ -20,33 +20,6 @@ PARITY_CASES = [
     ("eca_vovnet39b", "timm", "eca_vovnet39b"),
 ]
 VOVNETS_1E100 = ["vovnet19", "vovnet27_slim", "vovnet39", "vovnet57", "vovnet99"]
-
-
-def randomise_batchnorm(torch, model, seed=0):
-    """Random BN affine parameters and running statistics, so that a BN mapping mistake changes the logits."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                size = module.num_features
-                module.running_mean.copy_(torch.rand(size, generator=generator) - 0.5)
-                module.running_var.copy_(torch.rand(size, generator=generator) * 1.5 + 0.5)
-                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(size, generator=generator) * 0.4 - 0.2)
-    return model
-
-
-def random_reference(torch_reference, library, name, num_classes=1000):
-    """A reference model in eval mode with randomised BatchNorm affine parameters and running statistics."""
-    torch, timm, tv_models = torch_reference
-    torch.manual_seed(0)
-    if library == "timm":
-        model = timm.create_model(name, num_classes=num_classes)
-    elif library == "torchvision":
-        model = getattr(tv_models, name)(num_classes=num_classes)
-    else:
-        model = Reference1e100(name, num_classes=num_classes)
-    return randomise_batchnorm(torch, model).eval()
 
 
 def relative_logit_error(ours, theirs):

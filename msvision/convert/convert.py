@@ -22,16 +22,13 @@ def _num_classes(weights, model_name, source):
     return weights[key].shape[0]
 
 
-def convert_state_dict(model_name, state_dict, source, label="state dict"):
-    """Build model_name with the state dict's num_classes and load the PyTorch weights into it strictly.
+def to_msvision_names(state_dict, source, model_name, shapes):
+    """{torch name: array} in the layout of source -> {msvision parameter name: array in msvision's shape}.
 
-    state_dict: {torch name: numpy array} in the layout of source (timm, torchvision or 1e100).
+    shapes: {name: shape} of the model's parameters (they decide BatchNorm leaf names and layout-only reshapes).
     """
-    renamed = to_module_paths(state_dict, source, model_name)
-    net = create_model(model_name, num_classes=_num_classes(renamed, model_name, source))
-    shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
     converted = {}
-    for key, value in renamed.items():
+    for key, value in to_module_paths(state_dict, source, model_name).items():
         module, leaf = key.rsplit(".", 1)
         if leaf == "num_batches_tracked":
             continue
@@ -40,8 +37,18 @@ def convert_state_dict(model_name, state_dict, source, label="state dict"):
         # layout-only differences: 1x1 conv kernel vs dense matrix, torch Conv1d vs MindSpore's 2-D Conv1d kernel
         if target and value.shape != target and value.size == int(np.prod(target)) and value.shape[0] == target[0]:
             value = value.reshape(target)
-        converted[name] = ms.Parameter(ms.Tensor(np.asarray(value, np.float32)), name=name)
-    load_weights(net, converted, source=label)
+        converted[name] = np.asarray(value, np.float32)
+    return converted
+
+
+def convert_state_dict(model_name, state_dict, source, label="state dict", **model_kwargs):
+    """Build model_name (with the state dict's num_classes and model_kwargs) and load the PyTorch weights into it
+    strictly. state_dict: {torch name: numpy array} in the layout of source (timm, torchvision or 1e100)."""
+    renamed = to_module_paths(state_dict, source, model_name)
+    net = create_model(model_name, num_classes=_num_classes(renamed, model_name, source), **model_kwargs)
+    shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
+    weights = to_msvision_names(state_dict, source, model_name, shapes)
+    load_weights(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in weights.items()}, source=label)
     return net
 
 

@@ -74,9 +74,10 @@ class EcaAttention(nn.Cell):
 class MaxPool3x3s2(nn.Cell):
     """3x3 stride-2 max-pool: padded by 1 (1e100, torch padding=1) or unpadded with ceil mode (timm).
 
-    Written as zero padding by concatenation and a valid pool: it exports to ONNX, avoids the argmax kernel that
-    MindSpore uses for padded pooling, and on CPU runs 5x faster (forward + backward) than the Pad op. Zero padding
-    equals the usual -inf padding because every pool in these networks follows a ReLU-family output (non-negative).
+    Written as zero padding by concatenation and a valid pool: it exports to ONNX (MindSpore's padded MaxPool2d
+    becomes MaxPool3DWithArgmax, which the ONNX exporter lacks) and, forward + backward on 8x256x56x56 in GRAPH mode,
+    takes 140 ms vs 260 ms with the Pad op (the built-in padded pool: 78 ms). Zero padding equals the usual -inf
+    padding because every pool in these networks follows a ReLU-family output (non-negative).
     """
 
     def __init__(self, padded):
@@ -86,17 +87,14 @@ class MaxPool3x3s2(nn.Cell):
 
     @staticmethod
     def _pad(x, axis, before, after):
-        if before + after == 0:
-            return x
+        # the parts are built as a new tuple: a list filled with insert() compiled in GRAPH mode to a pool whose
+        # input gradient was zero (and failed to compile inside the 1e100 stage)
         shape = list(x.shape)
-        parts = [x]
-        if before:
-            shape[axis] = before
-            parts.insert(0, ops.zeros(tuple(shape), x.dtype))
-        if after:
-            shape[axis] = after
-            parts.append(ops.zeros(tuple(shape), x.dtype))
-        return ops.concat(parts, axis)
+        shape[axis] = before
+        head = (ops.zeros(tuple(shape), x.dtype),) if before else ()
+        shape[axis] = after
+        tail = (ops.zeros(tuple(shape), x.dtype),) if after else ()
+        return ops.concat(head + (x,) + tail, axis) if before + after else x
 
     def construct(self, x):
         if self.padded:
