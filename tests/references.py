@@ -111,7 +111,7 @@ def msvision_loss_and_grads(net, images, labels, train):
 def in_msvision_names(torch_named, name, library, net):
     """Torch-named arrays (e.g. gradients) under msvision's parameter names and shapes."""
     shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
-    return {k: v.astype(np.float64) for k, v in to_msvision_names(torch_named, library, name, shapes).items()}
+    return to_msvision_names(torch_named, library, name, shapes, np.float64)
 
 
 def torch_names_of(net, name, library, model):

@@ -22,7 +22,7 @@ def _num_classes(weights, model_name, source):
     return weights[key].shape[0]
 
 
-def to_msvision_names(state_dict, source, model_name, shapes):
+def to_msvision_names(state_dict, source, model_name, shapes, dtype=np.float32):
     """{torch name: array} in the layout of source -> {msvision parameter name: array in msvision's shape}.
 
     shapes: {name: shape} of the model's parameters (they decide BatchNorm leaf names and layout-only reshapes).
@@ -37,7 +37,7 @@ def to_msvision_names(state_dict, source, model_name, shapes):
         # layout-only differences: 1x1 conv kernel vs dense matrix, torch Conv1d vs MindSpore's 2-D Conv1d kernel
         if target and value.shape != target and value.size == int(np.prod(target)) and value.shape[0] == target[0]:
             value = value.reshape(target)
-        converted[name] = np.asarray(value, np.float32)
+        converted[name] = np.asarray(value, dtype)
     return converted
 
 

@@ -61,6 +61,17 @@ class NetWithLoss(nn.Cell):
         return self.loss_fn(self.net(images).astype(ms.float32), labels)
 
 
+class ScaledLoss(nn.Cell):
+    """The loss times a scale factor: differentiating it gives scaled gradients (loss scaling)."""
+
+    def __init__(self, net_with_loss):
+        super().__init__(auto_prefix=False)
+        self.net_with_loss = net_with_loss
+
+    def construct(self, images, labels, scale):
+        return self.net_with_loss(images, labels) * scale
+
+
 class TrainStep(nn.Cell):
     """construct(images, labels, apply) -> (loss, finite); apply=False only accumulates gradients."""
 
@@ -72,7 +83,10 @@ class TrainStep(nn.Cell):
         self.dynamic = args.loss_scale_type == "dynamic"
         # with a fixed scale of 1 there is nothing to scale: skip two passes over all gradients
         self.scaled = self.dynamic or args.loss_scale != 1.0
-        self.grad = ops.GradOperation(get_by_list=True, sens_param=self.scaled)
+        # one forward for the loss and the gradients: a separate loss call runs the network (and updates the
+        # BatchNorm statistics) twice in PYNATIVE mode
+        self.loss_and_grads = ms.value_and_grad(ScaledLoss(self.net_with_loss) if self.scaled else self.net_with_loss,
+                                                None, self.weights)
         self.scaler = DynamicLossScaler(args.loss_scale, 2, 1000) if self.dynamic else StaticLossScaler(args.loss_scale)
         self.reducer = nn.DistributedGradReducer(self.weights, True, world_size) if parallel else nn.Identity()
         self.clip = args.clip_grad
@@ -91,13 +105,14 @@ class TrainStep(nn.Cell):
         return self.hyper_map(ops.partial(_ema_update, decay), self.ema, self.model_params)
 
     def construct(self, images, labels, apply=True):
-        loss = self.net_with_loss(images, labels)
         if self.scaled:
-            sens = ops.fill(loss.dtype, loss.shape, self.scaler.scale_value)
-            grads = self.grad(self.net_with_loss, self.weights)(images, labels, sens)
+            scale = self.scaler.scale_value.astype(ms.float32)
+            loss, grads = self.loss_and_grads(images, labels, scale)
+            loss = loss / scale
             grads = self.scaler.unscale(self.reducer(grads))
         else:
-            grads = self.reducer(self.grad(self.net_with_loss, self.weights)(images, labels))
+            loss, grads = self.loss_and_grads(images, labels)
+            grads = self.reducer(grads)
         if self.accum is not None:
             grads = ops.depend(grads, self.hyper_map(ops.partial(_accumulate, self.accum_scale), self.accum, grads))
             if not apply:
