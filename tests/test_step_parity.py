@@ -1,9 +1,9 @@
 """Training-step parity: msvision's train step (TrainStep + create_optimizer + the LR schedule, built from a shipped
 YAML) equals the same steps in a PyTorch loop written here, from identical weights and batches.
 
-Only fp32 (amp_level O0), drop_rate 0 and the small input differ from the recipe. Weights and EMA weights are
-compared as their change over the run (the recipes' scaled learning rates at batch 8 are small, so the weights
-themselves would agree even without any update), BatchNorm running statistics as final values.
+Only fp32 (amp_level O0), drop_rate 0 and the small input (8 images of 32 px) differ from the recipe. Weights and
+EMA weights are compared as their change over a step (the recipes' scaled learning rates at batch 8 are small, so
+the weights themselves would agree even without any update), BatchNorm running statistics as values.
 """
 import copy
 import math

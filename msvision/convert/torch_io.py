@@ -14,7 +14,7 @@ def _torch():
 
 def unwrap_state_dict(obj, path):
     """The {name: tensor} inside a loaded object: a bare state dict or one under 'state_dict' / 'model' (other
-    entries beside it are ignored); a 'module.' prefix (DataParallel) is removed."""
+    entries beside it are ignored; 'state_dict_ema' only when neither is there)."""
     if isinstance(obj, dict):
         for key in WRAPPER_KEYS:
             if isinstance(obj.get(key), dict):
@@ -27,7 +27,8 @@ def unwrap_state_dict(obj, path):
 
 
 def read_torch_state_dict(path):
-    """torch.load(weights_only=True) a file and return {name: float32 numpy array}."""
+    """torch.load(weights_only=True) a file and return {name: float32 numpy array}, 'module.' prefixes (from
+    DataParallel) removed."""
     torch = _torch()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
