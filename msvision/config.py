@@ -34,8 +34,8 @@ OPTIONS = _opts(
     # system
     O("mode", int, 0, "0 = GRAPH_MODE, 1 = PYNATIVE_MODE", choices=(0, 1)),
     O("device_target", str, "auto", "device to run on", choices=("auto", "CPU", "GPU", "Ascend")),
-    O("jit_level", str, "O0", "graph compile level (O0 kernel by kernel, O1 fusion, O2 whole graph sink)",
-      choices=("O0", "O1", "O2")),
+    O("jit_level", str, "auto", "graph compile level (O0 kernel by kernel, O1 fusion, O2 whole graph sink); auto: "
+      "O2 on Ascend, O0 on GPU and CPU", choices=("auto", "O0", "O1", "O2")),
     O("seed", int, 42, "seed of weights init, data order and augmentation", low=0),
     # data
     O("data_dir", str, None, "ImageNet-style root holding <train_split>/ and <val_split>/ class folders",

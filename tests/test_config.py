@@ -75,3 +75,14 @@ def test_dumped_config_round_trips():
     args = parse_config(["--model", "vovnet19", "--lr", "0.3", "--milestones", "2", "4"])
     again = config_from_text(dump_config(args))
     assert vars(again) == {k: v for k, v in vars(args).items() if k in OPTIONS}
+
+
+def test_jit_level_auto_follows_the_device():
+    from msvision.device import resolve_jit_level
+
+    assert resolve_jit_level("auto", "Ascend")[0] == "O2"
+    assert resolve_jit_level("auto", "GPU")[0] == "O0" and resolve_jit_level("auto", "CPU")[0] == "O0"
+    assert resolve_jit_level("O1", "Ascend") == ("O1", "set by jit_level")  # an explicit value wins
+    assert parse_config([]).jit_level == "auto"
+    for path in glob.glob(os.path.join(REPO_ROOT, "configs", "*", "*_ascend.yaml")):
+        assert parse_config(["--config", path]).jit_level == "auto", path

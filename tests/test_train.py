@@ -43,6 +43,9 @@ def lr_line(save_dir):
 def test_demo_config_learns(tmp_path):
     out = run_cli(["train.py", "-c", "configs/demo/ese_vovnet19b_slim_dw_digits.yaml", "--epoch_size", "3",
                    "--ckpt_save_dir", tmp_path, "--log_interval", "10"]).stdout
+    assert "device CPU, graph mode, jit_level O0 (auto on CPU: kernel by kernel" in out
+    step_times = [float(v) for v in re.findall(r"img/s ([\d.]+) ms/step", out)]
+    assert step_times and all(t > 0 for t in step_times)  # MindCV's unit beside img/s
     top1 = [float(v) for v in re.findall(r"validation epoch \d+: top-1 ([\d.]+)%", out)]
     losses = [float(v) for v in re.findall(r"step \d+/\d+ loss ([\d.]+)", out)]
     assert len(top1) == 3 and top1[-1] >= 80.0 and top1[-1] > top1[0]

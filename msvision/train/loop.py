@@ -53,11 +53,13 @@ class Trainer:
 
     def __init__(self, args):
         self.args = args
-        device.setup_device(args)
+        target, jit_level, why = device.setup_device(args)
         self.rank, self.world = device.rank(), device.world_size()
         self.main = device.is_main_process()
         _check_writable(args.ckpt_save_dir)
         setup_logging(args.ckpt_save_dir, self.main)
+        LOG.info("device %s, %s mode, jit_level %s (%s)", target, "graph" if args.mode == 0 else "pynative",
+                 jit_level, why)
 
         self.train_root, self.classes = split_root(args, args.train_split)
         if len(self.classes) != args.num_classes:
@@ -217,7 +219,7 @@ class Trainer:
             self.net.set_train(True)
             loader = create_loader(args, self.train_root, self.num_train, True, self.epoch, self.rank, self.world,
                                    skip=self.batch_in_epoch * args.batch_size)
-            window_start, window_images = time.time(), 0
+            window_start, window_images, window_batches = time.time(), 0, 0
             for images, labels in batches(loader, self.train_root):
                 if self.batch_in_epoch >= self.batches_per_epoch:
                     break
@@ -226,6 +228,7 @@ class Trainer:
                 loss = float(loss.asnumpy())
                 self.batch_in_epoch += 1
                 window_images += images.shape[0] * self.world
+                window_batches += 1
                 stuck = False
                 if not bool(finite):
                     scale = float(self.step.scaler.scale_value.asnumpy())
@@ -244,10 +247,11 @@ class Trainer:
                     rate = window_images / max(elapsed, 1e-9)
                     eta = (time.time() - started) / max(done - done_at_start, 1) * (total_steps - done)
                     step_index = min(int(self.optimizer.global_step.asnumpy().reshape(-1)[0]), len(self.lrs) - 1)
-                    LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6g %.1f img/s ETA %s", self.epoch + 1,
-                             args.epoch_size, self.batch_in_epoch, self.batches_per_epoch, loss, self.lrs[step_index],
-                             rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-                    window_start, window_images = time.time(), 0
+                    LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6g %.1f img/s %.1f ms/step ETA %s",
+                             self.epoch + 1, args.epoch_size, self.batch_in_epoch, self.batches_per_epoch, loss,
+                             self.lrs[step_index], rate, 1000.0 * elapsed / max(window_batches, 1),
+                             time.strftime("%H:%M:%S", time.gmtime(eta)))
+                    window_start, window_images, window_batches = time.time(), 0, 0
                 if apply and args.ckpt_save_steps and self.batch_in_epoch < self.batches_per_epoch and \
                         (self.batch_in_epoch // args.grad_accum_steps) % args.ckpt_save_steps == 0:
                     self.save()
