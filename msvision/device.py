@@ -23,7 +23,7 @@ def resolve_jit_level(jit_level, device):
         return jit_level, "set by jit_level"
     if device == "Ascend":
         return "O2", "auto on Ascend: whole-graph sink, as MindCV's published runs"
-    return "O0", f"auto on {device}: kernel by kernel (O1 measured slower on CPU)"
+    return "O0", f"auto on {device}: kernel by kernel, O1 measured slower on CPU"
 
 
 def setup_device(args):
