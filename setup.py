@@ -18,5 +18,6 @@ setup(
         # torch is pinned: 2.13.0 is the CPU build; an unpinned torch pulls the CUDA wheels.
         "convert": ["torch==2.13.0", "timm"],
         "dev": ["pytest", "onnxruntime"],  # onnxruntime: checks exported ONNX numerically
+        "plot": ["matplotlib"],  # scripts/plot_run.py
     },
 )

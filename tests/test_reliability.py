@@ -13,6 +13,7 @@ import mindspore as ms
 import pytest
 
 from msvision.checkpoint import CheckpointManager
+from msvision.train.records import read_summary
 from tests.conftest import REPO_ROOT, make_image_folder, run_cli
 
 # Deterministic data (full-image crops, no flip) and no dropout: a resumed run must equal an uninterrupted one.
@@ -83,6 +84,10 @@ def test_sigkill_and_resume_is_exact_standalone(tmp_path, image_folder):
     print(f"standalone: killed {delay:.2f}s after the first save; resumed vs uninterrupted: weights {weights:.2e}, "
           f"optimizer moments {moments:.2e}")
     assert weights <= 1e-6 and moments <= 1e-6
+    # summary.csv: every epoch once, at the same LR, whether or not the run was interrupted
+    rows = [read_summary(os.path.join(d, "summary.csv")) for d in (interrupted, tmp_path / "straight")]
+    assert [[(r["epoch"], r["lr"]) for r in run] for run in rows] == [[(str(e), rows[1][e - 1]["lr"])
+                                                                        for e in (1, 2, 3)]] * 2
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 import msvision
 from msvision.checkpoint import CONFIG_KEY, CheckpointManager
 from msvision.config import config_from_text
+from msvision.train.records import read_summary
 from tests.conftest import REPO_ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,20 @@ def test_demo_config_learns(tmp_path):
     assert stored.model == "ese_vovnet19b_slim_dw" and stored.epoch_size == 3
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "ese_vovnet19b_slim_dw-best.ckpt").is_file()
 
+    # run records: one summary row per epoch, as logged, and its curves as a PNG of the requested size
+    rows = read_summary(str(tmp_path / "summary.csv"))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [float(r["val_top1"]) for r in rows] == top1
+    assert all(0.0 <= float(r["data_wait_share"]) < 1.0 and float(r["train_img_per_s"]) > 0 for r in rows)
+    assert float(rows[0]["train_loss"]) > float(rows[-1]["train_loss"]) and float(rows[-1]["lr"]) < 1e-3
+    assert re.search(r"ms/step data wait \d+% ETA", out)
+    png = tmp_path / "curves.png"
+    run_cli(["scripts/plot_run.py", tmp_path, tmp_path, "--output", png])
+    from PIL import Image
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size == (1500, 450)
+        assert len(set(image.convert("L").getdata())) > 10  # drawn, not blank
+
 
 def test_msrun_two_workers_equal_one_process(tmp_path, image_folder, free_port):
     single, double = tmp_path / "single", tmp_path / "double"
@@ -94,3 +109,10 @@ def test_ema_dynamic_loss_scale_and_augmentations(tmp_path, image_folder):
     ema, weights = ckpt["ema.head.fc.weight"].asnumpy(), ckpt["head.fc.weight"].asnumpy()
     assert ema.shape == weights.shape and not np.allclose(ema, weights)
     assert "optim.moments.head.fc.weight" in ckpt
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path):
+    code = "import sys; sys.modules['matplotlib'] = None; sys.argv = ['plot_run.py', '.']; " \
+           "exec(open('scripts/plot_run.py').read())"
+    done = run_cli(["-c", code], check=False)
+    assert done.returncode == 2 and done.stderr.strip() == 'error: plotting needs matplotlib: pip install -e ".[plot]"'

@@ -19,6 +19,7 @@ from msvision.evaluate import evaluate
 from msvision.models import create_model, get_pretrained_cfg
 from msvision.optim import create_optimizer
 from msvision.schedule import global_batch_size, lr_schedule, scaled_lr
+from msvision.train.records import EpochSummary
 from msvision.train.step import TrainStep, all_finite
 
 LOG = logging.getLogger("msvision")
@@ -98,6 +99,7 @@ class Trainer:
         self.step = TrainStep(self.net, loss_fn, self.optimizer, args, parallel=self.world > 1, world_size=self.world)
         self.ckpts = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
                                        clean_partial=self.main)
+        self.summary = EpochSummary(args.ckpt_save_dir, self.main)
         if not args.resume and self.ckpts.entries:
             raise MsvisionError(f"ckpt_save_dir '{args.ckpt_save_dir}' already holds checkpoints of another run: "
                                 f"continue it with --resume auto, or choose another ckpt_save_dir")
@@ -220,7 +222,10 @@ class Trainer:
             loader = create_loader(args, self.train_root, self.num_train, True, self.epoch, self.rank, self.world,
                                    skip=self.batch_in_epoch * args.batch_size)
             window_start, window_images, window_batches = time.time(), 0, 0
+            self.summary.start_epoch()
+            timer = self.summary.timer
             for images, labels in batches(loader, self.train_root):
+                timer.waited()
                 if self.batch_in_epoch >= self.batches_per_epoch:
                     break
                 apply = (self.batch_in_epoch + 1) % args.grad_accum_steps == 0
@@ -229,6 +234,7 @@ class Trainer:
                 self.batch_in_epoch += 1
                 window_images += images.shape[0] * self.world
                 window_batches += 1
+                self.summary.add_step(loss, images.shape[0] * self.world)
                 stuck = False
                 if not bool(finite):
                     scale = float(self.step.scaler.scale_value.asnumpy())
@@ -247,21 +253,25 @@ class Trainer:
                     rate = window_images / max(elapsed, 1e-9)
                     eta = (time.time() - started) / max(done - done_at_start, 1) * (total_steps - done)
                     step_index = min(int(self.optimizer.global_step.asnumpy().reshape(-1)[0]), len(self.lrs) - 1)
-                    LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6g %.1f img/s %.1f ms/step ETA %s",
-                             self.epoch + 1, args.epoch_size, self.batch_in_epoch, self.batches_per_epoch, loss,
-                             self.lrs[step_index], rate, 1000.0 * elapsed / max(window_batches, 1),
-                             time.strftime("%H:%M:%S", time.gmtime(eta)))
+                    LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6g %.1f img/s %.1f ms/step data wait %.0f%% "
+                             "ETA %s", self.epoch + 1, args.epoch_size, self.batch_in_epoch, self.batches_per_epoch,
+                             loss, self.lrs[step_index], rate, 1000.0 * elapsed / max(window_batches, 1),
+                             100.0 * timer.share(), time.strftime("%H:%M:%S", time.gmtime(eta)))
                     window_start, window_images, window_batches = time.time(), 0, 0
                 if apply and args.ckpt_save_steps and self.batch_in_epoch < self.batches_per_epoch and \
                         (self.batch_in_epoch // args.grad_accum_steps) % args.ckpt_save_steps == 0:
                     self.save()
-            metric = None
+                timer.done()
+            metric = epoch_metrics = None
             if args.val_while_train and ((self.epoch + 1) % args.val_interval == 0 or
                                          self.epoch + 1 == args.epoch_size):
-                last_metrics = self.validate()
+                last_metrics = epoch_metrics = self.validate()
                 metric = last_metrics["top1"]
                 self.best_top1 = metric if self.best_top1 is None else max(self.best_top1, metric)
                 self.net.set_train(True)
+            steps_done = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+            self.summary.finish(self.epoch + 1, float(self.lrs[min(max(steps_done - 1, 0), len(self.lrs) - 1)]),
+                                epoch_metrics)
             finished_epoch = self.epoch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             if (finished_epoch + 1) % args.ckpt_save_interval == 0 or self.epoch == args.epoch_size:
