@@ -2,6 +2,7 @@
 import os
 import re
 import subprocess
+import sys
 
 import numpy as np
 import mindspore as ms
@@ -84,6 +85,26 @@ def test_msrun_two_workers_equal_one_process(tmp_path, image_folder, free_port):
     print(f"2 workers vs 1 process: max relative weight difference {difference:.2e} (weights moved {moved:.2e})")
     assert difference <= 1e-5 and moved > 100 * difference
     assert lr_line(single) == lr_line(double) == ("0.01", "16")
+
+    # two "nodes" of one worker each on loopback: node 0 through the launcher (msrun starts the scheduler), node 1's
+    # worker joins it directly (on one host, node 1's own msrun would try to start a second scheduler on the port)
+    nodes = tmp_path / "nodes"
+    train = ["train.py", "--data_dir", image_folder, "--batch_size", "8", "--ckpt_save_dir", str(nodes)] + EXACT
+    env = dict(os.environ, NODES="2", NODE_RANK="0", MASTER_PORT=str(free_port + 1), BIND_CORE="False",
+               LOG_DIR=str(tmp_path / "node_logs"))
+    node0 = subprocess.Popen(["bash", "scripts/launch_distributed.sh", "1"] + train[1:], cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker_env = dict(os.environ, MS_ROLE="MS_WORKER", MS_WORKER_NUM="2", MS_SCHED_HOST="127.0.0.1",
+                      MS_SCHED_PORT=str(free_port + 1), MS_NODE_ID="1", RANK_ID="1", DEVICE_ID="0",
+                      MS_TOPO_TIMEOUT="120")
+    node1 = subprocess.run([sys.executable] + train, cwd=REPO_ROOT, env=worker_env, capture_output=True, text=True,
+                           timeout=900)
+    launcher_out = node0.communicate(timeout=900)[0]
+    assert node0.returncode == 0 and node1.returncode == 0, launcher_out[-2000:] + node1.stderr[-2000:]
+    assert "--worker_num 2 --local_worker_num 1 --node_rank 0 --master_addr 127.0.0.1" in launcher_out
+    across = max_relative(final_weights(nodes), two)
+    print(f"2 nodes x 1 worker vs 1 node x 2 workers: max relative weight difference {across:.2e}")
+    assert across == 0.0
 
 
 def test_gradient_accumulation_equals_large_batch(tmp_path, image_folder):
