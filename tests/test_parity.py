@@ -71,20 +71,16 @@ def test_1e100_weights_convert_with_parity(torch_reference, tmp_path, name):
     images = np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(images)).numpy()
-    converted = []
-    for form in ("bare", "state_dict", "model"):
+    forms = ("bare", "state_dict", "model") if name == "vovnet19" else ("model",)
+    for form in forms:
         torch_file, ms_file = tmp_path / f"{form}.pt", tmp_path / f"{form}.ckpt"
         torch.save(_wrapped(torch, reference.state_dict(), form), torch_file)
         _, source = convert_file(name, str(torch_file), str(ms_file))
         assert source == "1e100"
-        converted.append(ms_file)
-    first = ms.load_checkpoint(str(converted[0]))
-    for other in converted[1:]:  # every wrapper form gives the same checkpoint, so one logit check covers them
-        assert all(np.array_equal(v.asnumpy(), first[k].asnumpy()) for k, v in ms.load_checkpoint(str(other)).items())
-    (got,) = msvision_logits(name, converted[0], images, modes=(ms.PYNATIVE_MODE,))
-    error = relative_logit_error(got, expected)
-    print(f"parity {name} vs 1e100 (bare, state_dict, model forms): {error:.2e}")
-    assert error <= 1e-5
+        (got,) = msvision_logits(name, ms_file, images, modes=(ms.PYNATIVE_MODE,))
+        error = relative_logit_error(got, expected)
+        print(f"parity {name} vs 1e100 ({form}): {error:.2e}")
+        assert error <= 1e-5
 
 
 def _mindcv_checkpoints(tmp_path, name):

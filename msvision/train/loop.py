@@ -54,13 +54,11 @@ class Trainer:
 
     def __init__(self, args):
         self.args = args
-        target, jit_level, why = device.setup_device(args)
+        self.execution = device.setup_device(args)  # (device, jit level, why): logged when the run starts
         self.rank, self.world = device.rank(), device.world_size()
         self.main = device.is_main_process()
         _check_writable(args.ckpt_save_dir)
         setup_logging(args.ckpt_save_dir, self.main)
-        LOG.info("device %s, %s mode, jit_level %s (%s)", target, "graph" if args.mode == 0 else "pynative",
-                 jit_level, why)
 
         self.train_root, self.classes = split_root(args, args.train_split)
         if len(self.classes) != args.num_classes:
@@ -208,6 +206,9 @@ class Trainer:
         if self.main:
             with open(os.path.join(args.ckpt_save_dir, "config.yaml"), "w", encoding="utf-8") as handle:
                 handle.write(dump_config(args))
+        target, jit_level, why = self.execution
+        LOG.info("device %s, %s mode, jit_level %s (%s)", target, "graph" if args.mode == 0 else "pynative",
+                 jit_level, why)
         LOG.info("model %s, %d classes, %d train images, world size %d, device %s", args.model, args.num_classes,
                  self.num_train, self.world, ms.get_context("device_target"))
         LOG.info("lr scaling (%s): lr %.6g at global batch %d -> effective lr %.6g at global batch %d "
