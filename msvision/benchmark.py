@@ -121,7 +121,7 @@ def worker_data(opts):
 
     import msvision  # noqa: F401
     from msvision.config import parse_config
-    from msvision.data.dataset import count_items
+    from msvision.data.index import split_index
     from msvision.data.transforms import create_loader
 
     root = tempfile.mkdtemp(prefix="msvision-bench-")
@@ -134,6 +134,7 @@ def worker_data(opts):
             Image.fromarray(coarse).resize((500, 375), Image.BICUBIC).save(os.path.join(folder, f"{index}.jpg"),
                                                                            quality=90)
     split = os.path.join(root, "train")
+    index = split_index(split, sorted(os.listdir(split)))
     results = {}
     for workers in (1, 2):
         for training in (True, False):
@@ -141,7 +142,7 @@ def worker_data(opts):
                                  "32", "--num_classes", "4", "--drop_remainder", "false", "--image_resize",
                                  str(opts.image_size)] +
                                 (["--auto_augment", "randaug-m9-n2"] if opts.randaug and training else []))
-            loader = create_loader(args, split, count_items(split), training)
+            loader = create_loader(args, index, training)
             start, count = time.perf_counter(), 0
             for images, _ in loader.create_tuple_iterator(num_epochs=1):
                 count += images.shape[0]
@@ -184,6 +185,12 @@ def main(argv=None):
     parser.add_argument("--data", action="store_true", help="also benchmark the data pipelines")
     parser.add_argument("--data_images", type=int, default=128)
     parser.add_argument("--randaug", action="store_true", help="data benchmark with RandAugment in training")
+    parser.add_argument("--data_scale", type=int, nargs="+", default=None, metavar="FILES",
+                        help="only measure start-up on generated ImageNet-shaped folders of these sizes")
+    parser.add_argument("--data_root", default=os.path.join(tempfile.gettempdir(), "msvision-data-scale"),
+                        help="where --data_scale folders are generated (and reused)")
+    parser.add_argument("--loop", action="store_true",
+                        help="only measure the train loop with and without a host read per step")
     parser.add_argument("--json", default=None, help="write all results to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
@@ -194,6 +201,12 @@ def main(argv=None):
                   "timm": worker_timm, "data": worker_data}[opts.worker]
         print(RESULT_TAG + json.dumps(worker(opts)), flush=True)
         return None
+    if opts.data_scale:
+        from msvision.bench_startup import run
+        return run(opts.data_scale, opts.data_root)
+    if opts.loop:
+        from msvision.bench_loop import run
+        return run(opts.models, opts.batch_size, opts.image_size, opts.steps)
 
     rows = []
     for model in opts.models:

@@ -98,6 +98,10 @@ OPTIONS = _opts(
     O("clip_grad", bool, False, "clip gradients by global norm"),
     O("clip_value", float, 15.0, "global-norm clip threshold", low=0.0),
     O("grad_accum_steps", int, 1, "micro-batches per optimizer step", low=1),
+    O("dataset_sink_mode", str, "auto", "run sink_size steps per host call on the device: auto = on Ascend/GPU "
+      "(not available on CPU, where the loop keeps the same structure)", choices=("auto", "true", "false")),
+    O("sink_size", int, -1, "batches per host iteration, a multiple of grad_accum_steps; logs and checkpoints "
+      "land on its boundaries (-1 = log_interval)", low=-1),
     # checkpoints and logging
     O("ckpt_save_dir", str, "./outputs", "where checkpoints, config.yaml and logs go"),
     O("ckpt_save_interval", int, 1, "save every N epochs", low=1),

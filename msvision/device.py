@@ -4,6 +4,8 @@ import os
 import mindspore as ms
 from mindspore.communication import get_group_size, get_rank, init
 
+from msvision.errors import MsvisionError
+
 _STATE = {"rank": 0, "world": 1}
 
 
@@ -24,6 +26,25 @@ def resolve_jit_level(jit_level, device):
     if device == "Ascend":
         return "O2", "auto on Ascend: whole-graph sink, as MindCV's published runs"
     return "O0", f"auto on {device}: kernel by kernel, O1 measured slower on CPU"
+
+
+def resolve_sink_mode(sink_mode, device, grad_accum_steps):
+    """(on, why) for dataset_sink_mode. 'auto' sinks on Ascend and GPU; MindSpore refuses data sinking on CPU."""
+    if sink_mode == "false":
+        return False, "set by dataset_sink_mode"
+    available = device in ("Ascend", "GPU")
+    if sink_mode == "true" and not available:
+        raise MsvisionError(f"dataset_sink_mode true needs Ascend or GPU (MindSpore refuses data sinking on {device}): "
+                            f"use dataset_sink_mode auto or false")
+    if available and grad_accum_steps > 1:
+        if sink_mode == "true":
+            raise MsvisionError("dataset_sink_mode true runs whole optimizer steps on the device: set "
+                                "grad_accum_steps 1, or dataset_sink_mode auto")
+        return False, "auto: not with grad_accum_steps > 1; sink_size steps per host iteration, one call per step"
+    if not available:
+        return False, (f"auto: sink mode is not available on {device}; the loop keeps its structure, sink_size steps "
+                       f"per host iteration, one call per step")
+    return True, f"{'auto on ' + device if sink_mode == 'auto' else 'set by dataset_sink_mode'}: mindspore.data_sink"
 
 
 def setup_device(args):

@@ -20,15 +20,16 @@ def _all_reduce_sum(array):
     return ops.AllReduce()(ms.Tensor(array)).asnumpy()
 
 
-def evaluate(net, args, root, num_items, classes, shard_id=0, num_shards=1):
-    """Evaluate net on a split; returns a dict of top1, top5 (percent), loss, count and per_class rows."""
+def evaluate(net, args, split, shard_id=0, num_shards=1):
+    """Evaluate net on a split (a SplitIndex); returns a dict of top1, top5 (percent), loss, count, per_class rows."""
     net.set_train(False)
+    classes = split.classes
     num_classes = len(classes)
     # per class: [correct top-1, total]; plus [loss sum, top-5 correct]
     per_class = np.zeros((num_classes, 2), np.float64)
     extra = np.zeros(2, np.float64)
-    loader = create_loader(args, root, num_items, training=False, shard_id=shard_id, num_shards=num_shards)
-    for images, labels in batches(loader, root):
+    loader = create_loader(args, split, training=False, shard_id=shard_id, num_shards=num_shards)
+    for images, labels in batches(loader.create_tuple_iterator(num_epochs=1), split.root):
         logits = net(images).asnumpy().astype(np.float64)
         labels = labels.asnumpy()
         top5 = np.argsort(-logits, axis=1)[:, :min(5, logits.shape[1])]
@@ -62,7 +63,8 @@ def run_validation(argv=None):
     import json
 
     from msvision import device
-    from msvision.data.dataset import count_items, split_root
+    from msvision.data.dataset import open_split
+    from msvision.data.index import log_index
     from msvision.errors import MsvisionError
     from msvision.inference import class_names, model_from_checkpoint, parse_with_checkpoint
 
@@ -73,11 +75,14 @@ def run_validation(argv=None):
     args, ckpt = parse_with_checkpoint(argv, run_validation.__doc__, extra, keep_default=("ema",))
     device.setup_device(args)
     net = model_from_checkpoint(args, ckpt, ema=args.ema)
-    root, folders = split_root(args, args.split or args.val_split)
+    split = open_split(args, args.split or args.val_split)
+    log_index(split)
+    folders = split.classes
     if len(folders) != args.num_classes:
-        raise MsvisionError(f"the model has {args.num_classes} classes but '{root}' has {len(folders)} class folders")
+        raise MsvisionError(f"the model has {args.num_classes} classes but '{split.root}' has {len(folders)} class "
+                            f"folders")
     names = class_names(ckpt, args.num_classes)
-    metrics = evaluate(net, args, root, count_items(root), folders, device.rank(), device.world_size())
+    metrics = evaluate(net, args, split, device.rank(), device.world_size())
     by_folder = dict(zip(folders, names))
     for row in metrics["per_class"]:
         row["name"] = by_folder[row["name"]] if names[0] != "class_0" else row["name"]

@@ -1,12 +1,15 @@
 """Shared fixtures: the torch/timm reference (imported once, with the torchvision op schemas timm expects)."""
 import os
 import socket
+import tempfile
 
 import pytest
 
 import msvision  # noqa: F401  (applies the CPU speed setting before MindSpore builds kernels)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# split indexes of the tests' folders go to a cache of their own (inherited by the CLI subprocesses)
+os.environ["MSVISION_CACHE"] = tempfile.mkdtemp(prefix="msvision-test-cache-")
 
 
 def _import_torch_reference():

@@ -51,3 +51,25 @@ def test_strict_loading_names_problems(tmp_path):
     ms.save_checkpoint(nn.Dense(2, 3), path)
     with pytest.raises(MsvisionError, match=r"weight: checkpoint \(3, 2\) vs model \(4, 2\)"):
         load_weights(nn.Dense(2, 4), path)
+
+
+def test_checkpoint_loads_when_page_cache_leaves_little_free_memory(tmp_path, monkeypatch):
+    """MindSpore's own guard compares a .ckpt with *free* memory; after a pass over a dataset most RAM is page cache
+    (CI saw 223 MB free). Free memory smaller than the file, page cache reclaimable: the load must still work."""
+    path = str(tmp_path / "w.ckpt")
+    net = nn.Dense(64, 64)
+    ms.save_checkpoint(net, path)
+    real_sysconf = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    other = nn.Dense(64, 64)
+    load_weights(other, path)
+    assert np.array_equal(other.weight.asnumpy(), net.weight.asnumpy())
+
+
+def test_checkpoint_larger_than_available_memory_is_named(tmp_path, monkeypatch):
+    import msvision.checkpoint as checkpoint
+    path = str(tmp_path / "w.ckpt")
+    ms.save_checkpoint(nn.Dense(64, 64), path)
+    monkeypatch.setattr(checkpoint, "_memory_available", lambda: 1024)
+    with pytest.raises(MsvisionError, match=r"w\.ckpt' \(0 MB\) does not fit in the memory available now \(0 MB\)"):
+        load_weights(nn.Dense(64, 64), path)

@@ -67,12 +67,11 @@ def test_validate_rebuilds_model_and_preprocessing_from_checkpoint(tmp_path, sav
     assert metrics["top1"] == pytest.approx(100 * sum(r["correct"] for r in metrics["per_class"]) / 20)
     assert f"top-1 {metrics['top1']:.2f}%" in out and "class_" in out
     # the same numbers in-process with the stored config's 32 px preprocessing
-    from msvision.data.dataset import count_items, split_root
+    from msvision.data.dataset import open_split
     from msvision.evaluate import evaluate
     args = parse_config(SMALL + ["--data_dir", image_folder])
     net = msvision.create_model(args.model, num_classes=4, checkpoint_path=saved_checkpoint)
-    root, classes = split_root(args, "val")
-    direct = evaluate(net, args, root, count_items(root), classes)
+    direct = evaluate(net, args, open_split(args, "val"))
     assert direct["top1"] == metrics["top1"] and direct["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
 
 

@@ -1,76 +1,36 @@
-"""ImageNet-style split folders -> a per-epoch mindspore.dataset pipeline with exact, resumable data order.
+"""ImageNet-style split folders -> one mindspore.dataset source per run with exact, resumable data order.
 
 Each epoch's order is a permutation seeded by (seed, epoch); rank r of N takes every N-th item of it (the
-num_shards/shard_id split), and a resumed epoch skips the items already consumed. A new pipeline per epoch keeps
-that order, and the augmentation seed (seed, epoch), reproducible.
+num_shards/shard_id split), and a resumed epoch skips the items already consumed. The sampler yields those orders
+epoch after epoch, so one pipeline serves the whole run; files come from the split's checked index (index.py).
 """
 import logging
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import mindspore.dataset as ds
 
 from msvision.data.demo import prepare_demo
+from msvision.data.index import split_index
 from msvision.errors import MsvisionError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
 LOG = logging.getLogger("msvision")
 
 
-def image_problem(path):
-    """Why an image file cannot be decoded (by its header and end marker), or None when it looks complete.
-
-    MindSpore's decoder stops the whole process on a truncated JPEG, so files are checked before any pipeline runs.
-    """
+def batches(iterator, root):
+    """One epoch of a pipeline iterator's (image, label) batches; a decode failure becomes a one-line error naming
+    the file."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            handle.seek(max(0, os.path.getsize(path) - 1024))
-            tail = handle.read()
-    except OSError as err:
-        return f"unreadable ({err.strerror})"
-    if head[:2] == b"\xff\xd8":
-        return None if b"\xff\xd9" in tail else "truncated JPEG (no end marker)"
-    if head == b"\x89PNG\r\n\x1a\n":
-        return None if b"IEND" in tail else "truncated PNG (no IEND chunk)"
-    if head[:2] == b"BM":
-        return None
-    return "not a JPEG, PNG or BMP image"
-
-
-def scan_split(root, classes):
-    """Check every image of a split; stop naming unreadable ones, count (and skip) non-image files."""
-    images, others = [], []
-    for name in classes:
-        for entry in os.scandir(os.path.join(root, name)):
-            if entry.is_file():
-                (images if entry.name.endswith(IMAGE_EXTENSIONS) else others).append(entry.path)
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        problems = [(p, why) for p, why in zip(images, pool.map(image_problem, images)) if why]
-    if problems:
-        listed = "; ".join(f"{p}: {why}" for p, why in problems[:5])
-        more = f"; ... (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise MsvisionError(f"{len(problems)} unreadable image file(s) in '{root}' ({listed}{more}): remove or replace "
-                            f"them")
-    if others:
-        LOG.warning("%s: skipped %d files without an image extension (e.g. %s)", root, len(others), others[0])
-    return len(images)
-
-
-def batches(loader, root):
-    """Iterate a pipeline's (image, label) batches; a decode failure becomes a one-line error naming the file."""
-    try:
-        yield from loader.create_tuple_iterator(num_epochs=1)
+        yield from iterator
     except RuntimeError as err:
         match = re.search(r"corresponding data file is: (\S+?)\.?(\s|$)", str(err))
         where = f"'{match.group(1)}'" if match else f"an image under '{root}'"
         raise MsvisionError(f"cannot decode {where}: the file is corrupt; remove or replace it") from None
 
 
-def split_root(args, split):
-    """The folder of a split; checks it exists and holds non-empty class folders."""
+def open_split(args, split):
+    """The checked index of a split folder (SplitIndex); the folder must exist and hold non-empty class folders."""
     if args.dataset == "demo":
         data_dir = prepare_demo(args.data_dir)
     else:
@@ -87,12 +47,7 @@ def split_root(args, split):
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
     if not classes:
         raise MsvisionError(f"no class folders in '{root}' (expected {split}/<class_name>/<image files>)")
-    for name in classes:
-        folder = os.path.join(root, name)
-        if not any(e.name.endswith(IMAGE_EXTENSIONS) for e in os.scandir(folder) if e.is_file()):
-            raise MsvisionError(f"class folder has no images: '{folder}' (expected {', '.join(IMAGE_EXTENSIONS[:5])})")
-    scan_split(root, classes)
-    return root, classes
+    return split_index(root, classes)
 
 
 def epoch_indices(num_items, epoch, seed, shuffle, num_shards, shard_id, skip=0):
@@ -103,11 +58,37 @@ def epoch_indices(num_items, epoch, seed, shuffle, num_shards, shard_id, skip=0)
     return order[shard_id::num_shards][skip:]
 
 
-def image_folder(root, indices, num_workers):
-    """ImageFolderDataset reading exactly `indices` in that order."""
-    return ds.ImageFolderDataset(root, sampler=ds.SubsetSampler(list(map(int, indices))),
-                                 num_parallel_workers=num_workers, extensions=list(IMAGE_EXTENSIONS))
+class EpochOrder(ds.Sampler):
+    """This rank's item order for epoch after epoch, from first_epoch on: the first `limit` items of each epoch
+    (all when None; the items its whole batches use), the first epoch skipping `skip` items (a resumed partial
+    epoch). One sampler serves the whole run, so the pipeline is built once."""
+
+    def __init__(self, num_items, seed, shuffle, num_shards, shard_id, first_epoch=0, skip=0, limit=None):
+        super().__init__()
+        self.limit = limit
+        self.num_items, self.seed, self.shuffle = num_items, seed, shuffle
+        self.num_shards, self.shard_id = num_shards, shard_id
+        self.epoch, self.skip = first_epoch, skip
+
+    def __iter__(self):
+        indices = epoch_indices(self.num_items, self.epoch, self.seed, self.shuffle, self.num_shards,
+                                self.shard_id)[:self.limit][self.skip:]
+        self.epoch, self.skip = self.epoch + 1, 0
+        return iter(indices.tolist())
 
 
-def count_items(root):
-    return ds.ImageFolderDataset(root, extensions=list(IMAGE_EXTENSIONS)).get_dataset_size()
+def split_rows(index, sampler):
+    """The (relative path, label) rows of a split index in the sampler's order; file_reader(index) turns a path
+    into the file's bytes (the first op of the image map)."""
+    with np.load(index.files) as arrays:
+        return ds.NumpySlicesDataset({"image": arrays["paths"], "label": arrays["labels"]}, sampler=sampler)
+
+
+def file_reader(index):
+    """Path -> encoded bytes. MindSpore's ManifestDataset would read from a list in C++, but it opens every file
+    at start-up on every rank, which is what the index avoids."""
+    root = index.root.encode() + b"/"
+
+    def read(relative):
+        return np.fromfile(root + relative.item(), np.uint8)
+    return read

@@ -2,13 +2,12 @@
 import math
 import os
 
-import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
 import mindspore.dataset.transforms as T
 import mindspore.dataset.vision as V
 
-from msvision.data.dataset import epoch_indices, image_folder
+from msvision.data.dataset import EpochOrder, file_reader, split_rows
 from msvision.errors import MsvisionError
 from msvision.models import get_pretrained_cfg
 
@@ -63,14 +62,18 @@ def eval_transforms(args):
             V.ToNumpy(), V.Normalize(pre["mean"], pre["std"]), V.HWC2CHW()]
 
 
-def create_loader(args, root, num_items, training, epoch=0, shard_id=0, num_shards=1, skip=0):
-    """Batched (image, label) pipeline of one epoch for this rank; training batches may carry mixup/cutmix."""
-    indices = epoch_indices(num_items, epoch, args.seed, training, num_shards, shard_id, skip) if training \
-        else np.arange(shard_id, num_items, num_shards)
-    ds.config.set_seed(args.seed * 1000 + epoch)
+def create_loader(args, index, training, first_epoch=0, shard_id=0, num_shards=1, skip=0, limit=None):
+    """Batched (image, label) pipeline for this rank. Training: one pipeline for every epoch from first_epoch on
+    (iterate it once per epoch; `limit` and `skip` as in EpochOrder; batches may carry mixup/cutmix). Evaluation:
+    one pass, rank r taking every N-th image."""
+    if training:
+        sampler = EpochOrder(index.num_items, args.seed, True, num_shards, shard_id, first_epoch, skip, limit)
+    else:
+        sampler = ds.SubsetSampler(list(range(shard_id, index.num_items, num_shards)))
+    ds.config.set_seed(args.seed * 1000 + first_epoch)
     workers = min(args.num_parallel_workers, os.cpu_count() or 1)  # recipes ask for 8; a laptop may have fewer
-    data = image_folder(root, indices, workers)
-    image_ops = train_transforms(args) if training else eval_transforms(args)
+    data = split_rows(index, sampler)
+    image_ops = [file_reader(index)] + (train_transforms(args) if training else eval_transforms(args))
     data = data.map(image_ops, input_columns="image", num_parallel_workers=workers)
     data = data.map(T.TypeCast(ms.int32), input_columns="label")
     mixing = training and (args.mixup > 0 or args.cutmix > 0)

@@ -1,26 +1,28 @@
-"""The training run: build everything from the config, loop over epochs, log, validate, checkpoint, resume."""
+"""The training run: build everything from the config, loop over epochs in host iterations of sink_size steps,
+validate, checkpoint (state.py), log and record (progress.py, records.py), resume."""
 import contextlib
 import logging
-import math
 import os
 import sys
 import time
 
 import mindspore as ms
-from mindspore import nn, ops
+from mindspore import nn
 
 from msvision import device
-from msvision.checkpoint import CLASS_NAMES_KEY, CONFIG_KEY, CheckpointManager, load_weights, read_checkpoint
+from msvision.checkpoint import CONFIG_KEY, CheckpointManager, load_weights, read_checkpoint
 from msvision.config import config_dict, config_from_text, dump_config, parse_config
-from msvision.data.dataset import batches, count_items, split_root
+from msvision.data.dataset import batches, open_split
+from msvision.data.index import log_index
 from msvision.data.transforms import create_loader
 from msvision.errors import MsvisionError
 from msvision.evaluate import evaluate
 from msvision.models import create_model, get_pretrained_cfg
 from msvision.optim import create_optimizer
 from msvision.schedule import global_batch_size, lr_schedule, scaled_lr
-from msvision.train.records import EpochSummary
-from msvision.train.step import TrainStep, all_finite
+from msvision.train.progress import Progress
+from msvision.train.state import RunState
+from msvision.train.step import TrainStep, sink_on_device
 
 LOG = logging.getLogger("msvision")
 
@@ -49,22 +51,36 @@ def _check_writable(folder):
         raise MsvisionError(f"ckpt_save_dir '{folder}' is not writable: {err.strerror}") from None
 
 
+def _sink_size(args):
+    """Batches per host iteration: sink_size, or log_interval rounded up to whole optimizer steps for -1."""
+    accum = args.grad_accum_steps
+    size = -(-args.log_interval // accum) * accum if args.sink_size == -1 else args.sink_size
+    if size == 0 or size % accum:
+        raise MsvisionError(f"sink_size must be -1 or a positive multiple of grad_accum_steps "
+                            f"({args.grad_accum_steps}), got {args.sink_size}")
+    return size
+
+
 class Trainer:
-    """Holds the model, optimizer, step Cell and counters of one run."""
+    """Holds the model, optimizer, step Cell and run state of one run."""
 
     def __init__(self, args):
         self.args = args
         self.execution = device.setup_device(args)  # (device, jit level, why): logged when the run starts
+        self.sink_size = _sink_size(args)
+        self.sink, self.sink_why = device.resolve_sink_mode(args.dataset_sink_mode, self.execution[0],
+                                                            args.grad_accum_steps)
         self.rank, self.world = device.rank(), device.world_size()
         self.main = device.is_main_process()
         _check_writable(args.ckpt_save_dir)
         setup_logging(args.ckpt_save_dir, self.main)
 
-        self.train_root, self.classes = split_root(args, args.train_split)
+        self.train_split = open_split(args, args.train_split)
+        self.classes = self.train_split.classes
         if len(self.classes) != args.num_classes:
-            raise MsvisionError(f"num_classes is {args.num_classes} but '{self.train_root}' has {len(self.classes)} "
-                                f"class folders: set num_classes: {len(self.classes)}")
-        self.num_train = count_items(self.train_root)
+            raise MsvisionError(f"num_classes is {args.num_classes} but '{self.train_split.root}' has "
+                                f"{len(self.classes)} class folders: set num_classes: {len(self.classes)}")
+        self.num_train = self.train_split.num_items
         per_rank = -(-self.num_train // self.world)
         self.batches_per_epoch = per_rank // args.batch_size if args.drop_remainder \
             else -(-per_rank // args.batch_size)
@@ -75,10 +91,10 @@ class Trainer:
                 f"{per_rank} training images per device ({self.num_train} over {self.world} devices): lower batch_size")
         self.batches_per_epoch = self.steps_per_epoch * args.grad_accum_steps
         if args.val_while_train:
-            self.val_root, val_classes = split_root(args, args.val_split)
-            if val_classes != self.classes:
-                raise MsvisionError(f"class folders of '{self.val_root}' differ from those of '{self.train_root}'")
-            self.num_val = count_items(self.val_root)
+            self.val_split = open_split(args, args.val_split)
+            if self.val_split.classes != self.classes:
+                raise MsvisionError(f"class folders of '{self.val_split.root}' differ from those of "
+                                    f"'{self.train_split.root}'")
 
         self.peak_lr = scaled_lr(args, self.world)
         self.lrs = lr_schedule(args, self.peak_lr, self.steps_per_epoch)
@@ -97,80 +113,12 @@ class Trainer:
         self.step = TrainStep(self.net, loss_fn, self.optimizer, args, parallel=self.world > 1, world_size=self.world)
         self.ckpts = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
                                        clean_partial=self.main)
-        self.summary = EpochSummary(args.ckpt_save_dir, self.main)
         if not args.resume and self.ckpts.entries:
             raise MsvisionError(f"ckpt_save_dir '{args.ckpt_save_dir}' already holds checkpoints of another run: "
                                 f"continue it with --resume auto, or choose another ckpt_save_dir")
-        self.epoch, self.batch_in_epoch, self.best_top1 = 0, 0, None
+        self.state = RunState(self)
+        self.progress = Progress(self)
 
-    # ----------------------------------------------------------------- state
-    def _state_params(self):
-        """Everything a resume needs, as checkpoint entries: model, optimizer moments and counters, scaler, EMA."""
-        model_names = {p.name for p in self.net.get_parameters()}
-        entries = [{"name": p.name, "data": p} for p in self.net.get_parameters()]
-        for param in self.optimizer.get_parameters():
-            if param.name not in model_names and param.name != "learning_rate":
-                entries.append({"name": "optim." + param.name, "data": param})
-        scaler = self.step.scaler
-        if self.step.dynamic:
-            entries += [{"name": "state.loss_scale", "data": scaler.scale_value},
-                        {"name": "state.loss_scale_counter", "data": scaler.counter}]
-        if self.step.ema is not None:
-            entries += [{"name": e.name, "data": e} for e in self.step.ema]
-        return entries
-
-    def _append_dict(self):
-        samples = self.batch_in_epoch * self.args.batch_size * self.world
-        return {CONFIG_KEY: dump_config(self.args), CLASS_NAMES_KEY: "\n".join(self.classes),
-                "state.epoch": self.epoch, "state.samples_in_epoch": samples,
-                "state.world_size": self.world, "state.effective_lr": float(self.peak_lr),
-                "state.best_top1": -1.0 if self.best_top1 is None else float(self.best_top1)}
-
-    def save(self, metric=None):
-        if not self.main:
-            return None
-        if not bool(all_finite(tuple(self.net.get_parameters()), ops.HyperMap())):
-            LOG.warning("weights are not finite: checkpoint not saved (the last good one stays the newest)")
-            return None
-        global_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
-        path = self.ckpts.save(self._state_params(), self._append_dict(), self.epoch, global_step, metric)
-        LOG.info("saved %s", path)
-        return path
-
-    def resume(self, path):
-        """Restore every piece of state from a resume checkpoint; a different world size rescales the LR."""
-        ckpt = read_checkpoint(path)
-        if "state.epoch" not in ckpt:
-            raise MsvisionError(f"'{path}' is not a resume checkpoint (no training state): use it as --ckpt_path")
-        load_weights(self.net, ckpt, source=path)
-        targets = {"optim." + p.name: p for p in self.optimizer.get_parameters()}
-        if self.step.ema is not None:
-            targets.update({e.name: e for e in self.step.ema})
-        if self.step.dynamic:
-            targets.update({"state.loss_scale": self.step.scaler.scale_value,
-                            "state.loss_scale_counter": self.step.scaler.counter})
-        for name, param in targets.items():
-            if name in ckpt and tuple(ckpt[name].shape) == tuple(param.shape):
-                param.set_data(ms.Tensor(ckpt[name].asnumpy(), param.dtype))
-        self.epoch = int(ckpt["state.epoch"].asnumpy())
-        samples = int(ckpt["state.samples_in_epoch"].asnumpy())
-        old_world = int(ckpt["state.world_size"].asnumpy())
-        best = float(ckpt["state.best_top1"].asnumpy())
-        self.best_top1 = None if best < 0 else best
-        self.batch_in_epoch = samples // (self.args.batch_size * self.world)
-        self.batch_in_epoch -= self.batch_in_epoch % self.args.grad_accum_steps
-        global_step = self.epoch * self.steps_per_epoch + self.batch_in_epoch // self.args.grad_accum_steps
-        self.optimizer.global_step.set_data(ms.Tensor([global_step], ms.int32))
-        if self.batch_in_epoch >= self.batches_per_epoch:
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-        LOG.info("resumed from %s: epoch %d, batch %d of %d, optimizer step %d", path, self.epoch + 1,
-                 self.batch_in_epoch, self.batches_per_epoch, global_step)
-        if old_world != self.world:
-            old_lr = float(ckpt["state.effective_lr"].asnumpy())
-            LOG.info("resuming with world size %d (checkpoint had %d): effective lr %.6g -> %.6g, steps per epoch "
-                     "now %d", self.world, old_world, old_lr, self.peak_lr, self.steps_per_epoch)
-
-    # ----------------------------------------------------------------- loop
     @contextlib.contextmanager
     def ema_weights(self):
         """Swap the EMA weights into the model for evaluation (no-op without EMA)."""
@@ -189,98 +137,114 @@ class Trainer:
 
     def validate(self):
         with self.ema_weights():
-            metrics = evaluate(self.net, self.args, self.val_root, self.num_val, self.classes, self.rank, self.world)
-        LOG.info("validation epoch %d%s: top-1 %.2f%%, top-5 %.2f%%, loss %.4f on %d images", self.epoch + 1,
+            metrics = evaluate(self.net, self.args, self.val_split, self.rank, self.world)
+        LOG.info("validation epoch %d%s: top-1 %.2f%%, top-5 %.2f%%, loss %.4f on %d images", self.state.epoch + 1,
                  " (EMA weights)" if self.step.ema is not None else "", metrics["top1"], metrics["top5"],
                  metrics["loss"], metrics["count"])
         return metrics
 
-    def run(self):
+    def _log_start(self):
         args = self.args
-        if args.resume:
-            path = self.ckpts.latest() if args.resume == "auto" else args.resume
-            if path:
-                self.resume(path)
-            else:
-                LOG.info("resume auto: no checkpoint in %s, starting fresh", args.ckpt_save_dir)
-        if self.main:
-            with open(os.path.join(args.ckpt_save_dir, "config.yaml"), "w", encoding="utf-8") as handle:
-                handle.write(dump_config(args))
+        for split in (self.train_split, self.val_split if args.val_while_train else None):
+            if split is not None:
+                log_index(split)
         target, jit_level, why = self.execution
         LOG.info("device %s, %s mode, jit_level %s (%s)", target, "graph" if args.mode == 0 else "pynative",
                  jit_level, why)
+        LOG.info("dataset sink %s, %d steps per host iteration (%s)", "on" if self.sink else "off", self.sink_size,
+                 self.sink_why)
         LOG.info("model %s, %d classes, %d train images, world size %d, device %s", args.model, args.num_classes,
                  self.num_train, self.world, ms.get_context("device_target"))
         LOG.info("lr scaling (%s): lr %.6g at global batch %d -> effective lr %.6g at global batch %d "
                  "(%d per device x %d devices x %d accumulation)", args.lr_scale_rule, args.lr,
                  args.lr_base_batch_size, self.peak_lr, global_batch_size(args, self.world), args.batch_size,
                  self.world, args.grad_accum_steps)
-        total_steps = args.epoch_size * self.batches_per_epoch
-        nonfinite, started, done_at_start = 0, time.time(), self.epoch * self.batches_per_epoch + self.batch_in_epoch
-        last_metrics = None
-        while self.epoch < args.epoch_size:
+
+    def _host_steps(self, epoch_batches, count):
+        """CPU (and sink off): `count` steps, one call each; the host reads nothing from the device."""
+        timer, accum = self.progress.timer, self.args.grad_accum_steps
+        for _ in range(count):
+            images, labels = next(epoch_batches)
+            timer.waited()
+            self.state.batch_in_epoch += 1
+            self.step(images, labels, self.state.batch_in_epoch % accum == 0)
+            timer.done()
+
+    def _boundary(self, since_log, saves_before):
+        """End of a host iteration: read, log and save as due. Returns the new since_log."""
+        args, s = self.args, self.state
+        end = s.batch_in_epoch == self.batches_per_epoch
+        save = args.ckpt_save_steps and not end and \
+            (s.batch_in_epoch // args.grad_accum_steps) // args.ckpt_save_steps > saves_before
+        if since_log >= args.log_interval or end or save:
+            self.progress.read(self.ckpts.latest())
+        if since_log >= args.log_interval or end:
+            done = s.epoch * self.batches_per_epoch + s.batch_in_epoch
+            lr = self.lrs[min(s.optimizer_steps(), len(self.lrs) - 1)]
+            self.progress.log(s.epoch, s.batch_in_epoch, done, args.epoch_size * self.batches_per_epoch, lr)
+            since_log = 0
+        if save:
+            s.save()
+        return since_log
+
+    def _train_epoch(self, epoch_batches, sink_calls):
+        args, s = self.args, self.state
+        since_log = 0
+        while s.batch_in_epoch < self.batches_per_epoch:
+            count = min(self.sink_size - s.batch_in_epoch % self.sink_size, self.batches_per_epoch - s.batch_in_epoch)
+            saves_before = (s.batch_in_epoch // args.grad_accum_steps) // max(args.ckpt_save_steps, 1)
+            if self.sink:
+                if count not in sink_calls:  # one device function per distinct length (an epoch's remainder)
+                    sink_calls[count] = sink_on_device(self.step, self.loader, count)
+                sink_calls[count]()
+                s.batch_in_epoch += count
+            else:
+                self._host_steps(epoch_batches, count)
+            since_log = self._boundary(since_log + count, saves_before)
+        if not self.sink:
+            for _ in epoch_batches:  # reach the end of this epoch in the iterator
+                raise MsvisionError("the training pipeline gave more batches than an epoch holds")
+
+    def run(self):
+        args, s = self.args, self.state
+        if args.resume:
+            path = self.ckpts.latest() if args.resume == "auto" else args.resume
+            if path:
+                s.resume(path)
+            else:
+                LOG.info("resume auto: no checkpoint in %s, starting fresh", args.ckpt_save_dir)
+        if self.main:
+            with open(os.path.join(args.ckpt_save_dir, "config.yaml"), "w", encoding="utf-8") as handle:
+                handle.write(dump_config(args))
+        self._log_start()
+        last_metrics, sink_calls = None, {}
+        if s.epoch < args.epoch_size:  # one pipeline (and one compiled step) for every remaining epoch
+            self.loader = create_loader(args, self.train_split, True, s.epoch, self.rank, self.world,
+                                        skip=s.batch_in_epoch * args.batch_size,
+                                        limit=self.batches_per_epoch * args.batch_size)
+            iterator = None if self.sink else self.loader.create_tuple_iterator(num_epochs=args.epoch_size - s.epoch)
+        while s.epoch < args.epoch_size:
             self.net.set_train(True)
-            loader = create_loader(args, self.train_root, self.num_train, True, self.epoch, self.rank, self.world,
-                                   skip=self.batch_in_epoch * args.batch_size)
-            window_start, window_images, window_batches = time.time(), 0, 0
-            self.summary.start_epoch()
-            timer = self.summary.timer
-            for images, labels in batches(loader, self.train_root):
-                timer.waited()
-                if self.batch_in_epoch >= self.batches_per_epoch:
-                    break
-                apply = (self.batch_in_epoch + 1) % args.grad_accum_steps == 0
-                loss, finite = self.step(images, labels, apply)
-                loss = float(loss.asnumpy())
-                self.batch_in_epoch += 1
-                window_images += images.shape[0] * self.world
-                window_batches += 1
-                self.summary.add_step(loss, images.shape[0] * self.world)
-                stuck = False
-                if not bool(finite):
-                    scale = float(self.step.scaler.scale_value.asnumpy())
-                    LOG.warning("step %d: non-finite gradients, update skipped (loss scale now %g)",
-                                self.batch_in_epoch, scale)
-                    # an overflow the dynamic scaler can still absorb by lowering the scale is not a failure
-                    stuck = not self.step.dynamic or scale <= 1.0
-                nonfinite = nonfinite + 1 if (not math.isfinite(loss) or stuck) else 0
-                if nonfinite >= args.max_nonfinite_steps:
-                    raise MsvisionError(f"loss or gradients were non-finite for {nonfinite} consecutive steps; "
-                                        f"stopping (last good checkpoint: {self.ckpts.latest() or 'none'}); lower lr "
-                                        f"or use loss_scale_type: dynamic")
-                done = self.epoch * self.batches_per_epoch + self.batch_in_epoch
-                if self.batch_in_epoch % args.log_interval == 0 or self.batch_in_epoch == self.batches_per_epoch:
-                    elapsed = time.time() - window_start
-                    rate = window_images / max(elapsed, 1e-9)
-                    eta = (time.time() - started) / max(done - done_at_start, 1) * (total_steps - done)
-                    step_index = min(int(self.optimizer.global_step.asnumpy().reshape(-1)[0]), len(self.lrs) - 1)
-                    LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6g %.1f img/s %.1f ms/step data wait %.0f%% "
-                             "ETA %s", self.epoch + 1, args.epoch_size, self.batch_in_epoch, self.batches_per_epoch,
-                             loss, self.lrs[step_index], rate, 1000.0 * elapsed / max(window_batches, 1),
-                             100.0 * timer.share(), time.strftime("%H:%M:%S", time.gmtime(eta)))
-                    window_start, window_images, window_batches = time.time(), 0, 0
-                if apply and args.ckpt_save_steps and self.batch_in_epoch < self.batches_per_epoch and \
-                        (self.batch_in_epoch // args.grad_accum_steps) % args.ckpt_save_steps == 0:
-                    self.save()
-                timer.done()
+            self.progress.start_epoch(s.epoch * self.batches_per_epoch + s.batch_in_epoch)
+            epoch_batches = None if self.sink else batches(iterator, self.train_split.root)
+            self._train_epoch(epoch_batches, sink_calls)
             metric = epoch_metrics = None
-            if args.val_while_train and ((self.epoch + 1) % args.val_interval == 0 or
-                                         self.epoch + 1 == args.epoch_size):
+            if args.val_while_train and ((s.epoch + 1) % args.val_interval == 0 or s.epoch + 1 == args.epoch_size):
                 last_metrics = epoch_metrics = self.validate()
                 metric = last_metrics["top1"]
-                self.best_top1 = metric if self.best_top1 is None else max(self.best_top1, metric)
+                s.best_top1 = metric if s.best_top1 is None else max(s.best_top1, metric)
                 self.net.set_train(True)
-            steps_done = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
-            self.summary.finish(self.epoch + 1, float(self.lrs[min(max(steps_done - 1, 0), len(self.lrs) - 1)]),
-                                epoch_metrics)
-            finished_epoch = self.epoch
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            if (finished_epoch + 1) % args.ckpt_save_interval == 0 or self.epoch == args.epoch_size:
-                self.save(metric)
+            steps_done = s.optimizer_steps()
+            self.progress.summary.finish(s.epoch + 1, float(self.lrs[min(max(steps_done - 1, 0), len(self.lrs) - 1)]),
+                                         epoch_metrics)
+            finished_epoch = s.epoch
+            s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+            if (finished_epoch + 1) % args.ckpt_save_interval == 0 or s.epoch == args.epoch_size:
+                s.save(metric)
         latest = self.ckpts.latest()
         if self.main:
-            LOG.info("training done in %.1f s; checkpoint: %s%s", time.time() - started, latest,
-                     f"; best top-1 {self.best_top1:.2f}%" if self.best_top1 is not None else "")
+            LOG.info("training done in %.1f s; checkpoint: %s%s", time.time() - self.progress.started, latest,
+                     f"; best top-1 {s.best_top1:.2f}%" if s.best_top1 is not None else "")
         return dict(checkpoint=latest, metrics=last_metrics, config=config_dict(args))
 
 

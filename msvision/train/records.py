@@ -51,9 +51,10 @@ class EpochSummary:
         self.loss_sum, self.steps, self.images = 0.0, 0, 0
         self.timer = StepTimer()
 
-    def add_step(self, loss, global_images):
-        self.loss_sum += loss
-        self.steps += 1
+    def add(self, loss_sum, steps, global_images):
+        """Add steps read from the device: their loss sum, count and images over all ranks."""
+        self.loss_sum += loss_sum
+        self.steps += steps
         self.images += global_images
 
     def finish(self, epoch, lr, metrics=None):

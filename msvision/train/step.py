@@ -2,6 +2,8 @@
 
 Compiled as one graph in GRAPH_MODE. A step whose gradients are not finite is skipped (no update) and, with the
 dynamic scaler, halves the loss scale. All state lives in Parameters so a checkpoint can restore it exactly.
+The step also keeps its statistics on the device (loss sum, batches, skipped updates, consecutive non-finite
+steps), so the host reads them only when it logs or saves (read_stats), never once per step.
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -98,6 +100,31 @@ class TrainStep(nn.Cell):
         self.model_params = ms.ParameterTuple(net.get_parameters())
         self.ema = self.model_params.clone(prefix="ema", init="same") if args.ema else None
         self.hyper_map = ops.HyperMap()
+        self.loss_sum = ms.Parameter(ms.Tensor(0.0, ms.float32), name="stats.loss_sum", requires_grad=False)
+        self.batches = ms.Parameter(ms.Tensor(0, ms.int32), name="stats.batches", requires_grad=False)
+        self.skipped = ms.Parameter(ms.Tensor(0, ms.int32), name="stats.skipped", requires_grad=False)
+        self.bad_run = ms.Parameter(ms.Tensor(0, ms.int32), name="stats.bad_run", requires_grad=False)
+
+    def _record(self, loss, finite):
+        """Add one batch to the device-side statistics. A step is 'bad' when its loss is not finite, or its gradients
+        are not and the scaler cannot absorb it (fixed scale, or a dynamic scale already at 1)."""
+        skipped = ops.logical_not(finite)
+        stuck = ops.logical_and(skipped, self.scaler.scale_value <= 1.0) if self.dynamic else skipped
+        bad = ops.logical_or(ops.logical_not(ops.isfinite(loss)), stuck)
+        run = ops.select(bad, self.bad_run + 1, ops.zeros_like(self.bad_run))
+        updates = (ops.assign(self.bad_run, run), ops.assign_add(self.loss_sum, loss),
+                   ops.assign_add(self.batches, ops.ones_like(self.batches)),
+                   ops.assign_add(self.skipped, skipped.astype(ms.int32)))
+        return ops.depend(loss, updates)
+
+    def read_stats(self):
+        """Host read of the statistics since the last read (then reset); bad_run is not reset."""
+        stats = dict(loss_sum=float(self.loss_sum.asnumpy()), batches=int(self.batches.asnumpy()),
+                     skipped=int(self.skipped.asnumpy()), bad_run=int(self.bad_run.asnumpy()),
+                     loss_scale=float(self.scaler.scale_value.asnumpy()))
+        for param in (self.loss_sum, self.batches, self.skipped):
+            ops.assign(param, ops.zeros_like(param))
+        return stats
 
     def _update_ema(self):
         step = self.optimizer.global_step.astype(ms.float32)
@@ -116,7 +143,7 @@ class TrainStep(nn.Cell):
         if self.accum is not None:
             grads = ops.depend(grads, self.hyper_map(ops.partial(_accumulate, self.accum_scale), self.accum, grads))
             if not apply:
-                return loss, True
+                return self._record(loss, ops.ones((), ms.bool_)), True
             grads = self.hyper_map(_copy, self.accum)
         finite = all_finite(grads, self.hyper_map)
         if self.dynamic:
@@ -129,4 +156,10 @@ class TrainStep(nn.Cell):
                 loss = ops.depend(loss, self._update_ema())
         if self.accum is not None:
             loss = ops.depend(loss, self.hyper_map(_zero, self.accum))
-        return loss, finite
+        return self._record(loss, finite), finite
+
+
+def sink_on_device(step, dataset, sink_size):
+    """Ascend/GPU only, never run on this project's CPU machines: a function that runs `sink_size` train steps on
+    the device per call, fed from the dataset's device queue (mindspore.data_sink)."""
+    return ms.data_sink(lambda images, labels: step(images, labels), dataset, sink_size=sink_size)

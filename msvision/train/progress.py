@@ -1,0 +1,63 @@
+"""Progress of a run: reads the step's device-side statistics at log, checkpoint and epoch boundaries only, writes
+the step log line (loss = mean over the interval, img/s, ms/step, data wait, ETA), feeds the epoch summary, and
+stops the run once max_nonfinite_steps consecutive steps were non-finite (noticed at the next read)."""
+import logging
+import time
+
+from msvision.errors import MsvisionError
+from msvision.train.records import EpochSummary
+
+LOG = logging.getLogger("msvision")
+
+
+class Progress:
+    def __init__(self, trainer):
+        self.t = trainer
+        self.summary = EpochSummary(trainer.args.ckpt_save_dir, trainer.main)
+        self.started = time.time()
+        self.done_at_start = None
+        self._new_window()
+
+    def _new_window(self):
+        self.window_start, self.loss_sum, self.batches, self.skipped = time.time(), 0.0, 0, 0
+
+    def start_epoch(self, done):
+        """Call at the start of each epoch with the batches done so far in the run."""
+        if self.done_at_start is None:
+            self.done_at_start = done
+        self.summary.start_epoch()
+        self._new_window()
+
+    @property
+    def timer(self):
+        return self.summary.timer
+
+    def read(self, last_checkpoint):
+        """Pull the device statistics into the interval and the epoch; stop on too many non-finite steps."""
+        t = self.t
+        stats = t.step.read_stats()
+        self.loss_sum += stats["loss_sum"]
+        self.batches += stats["batches"]
+        self.skipped += stats["skipped"]
+        self.scale = stats["loss_scale"]
+        self.summary.add(stats["loss_sum"], stats["batches"], stats["batches"] * t.args.batch_size * t.world)
+        if stats["bad_run"] >= t.args.max_nonfinite_steps:
+            raise MsvisionError(f"loss or gradients were non-finite for {stats['bad_run']} consecutive steps "
+                                f"(max_nonfinite_steps {t.args.max_nonfinite_steps}); stopping (last good checkpoint: "
+                                f"{last_checkpoint or 'none'}); lower lr or use loss_scale_type: dynamic")
+
+    def log(self, epoch, batch_in_epoch, done, total, lr):
+        """The step log line for the interval since the last one (read() first)."""
+        t = self.t
+        elapsed = time.time() - self.window_start
+        images = self.batches * t.args.batch_size * t.world
+        eta = (time.time() - self.started) / max(done - self.done_at_start, 1) * (total - done)
+        if self.skipped:
+            LOG.warning("%d of the last %d steps had non-finite gradients, updates skipped (loss scale now %g)",
+                        self.skipped, self.batches, self.scale)
+        LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6g %.1f img/s %.1f ms/step data wait %.0f%% ETA %s",
+                 epoch + 1, t.args.epoch_size, batch_in_epoch, t.batches_per_epoch,
+                 self.loss_sum / max(self.batches, 1), lr, images / max(elapsed, 1e-9),
+                 1000.0 * elapsed / max(self.batches, 1), 100.0 * self.timer.share(),
+                 time.strftime("%H:%M:%S", time.gmtime(eta)))
+        self._new_window()

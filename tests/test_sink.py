@@ -1,0 +1,81 @@
+"""The sink-structured loop on CPU: sink_size steps per host iteration, device values read only at boundaries,
+checkpoints on sink boundaries, same weights whatever sink_size."""
+import json
+import os
+import re
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from msvision import MsvisionError, device
+from msvision.checkpoint import CheckpointManager
+from msvision.config import parse_config
+from msvision.train.loop import Trainer
+from tests.conftest import run_cli
+
+# deterministic data (whole-image crops, no flip): runs that differ only in sink_size must end equal
+FIXED = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--scale", "1", "1",
+         "--ratio", "1", "1", "--hflip", "0", "--crop_pct", "1", "--batch_size", "8", "--lr", "0.05",
+         "--val_while_train", "false", "--num_parallel_workers", "1"]
+
+
+def final_state(save_dir):
+    path = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if not isinstance(v, str)}
+
+
+def test_sink_size_changes_structure_not_results(tmp_path, image_folder):
+    runs = {}
+    for sink in ("1", "4"):
+        out = run_cli(["train.py", "--data_dir", image_folder, "--epoch_size", "2", "--sink_size", sink,
+                       "--log_interval", "4", "--ckpt_save_steps", "3", "--keep_checkpoint_max", "10",
+                       "--ckpt_save_dir", tmp_path / sink] + FIXED).stdout
+        assert f"dataset sink off, {sink} steps per host iteration (auto: sink mode is not available on CPU" in out
+        runs[sink] = final_state(tmp_path / sink)
+    assert set(runs["1"]) == set(runs["4"])
+    assert max(float(np.abs(runs["1"][k] - runs["4"][k]).max()) for k in runs["1"]) <= 1e-6
+    # 8 batches per epoch; a save is due every 3 steps but lands on the next sink boundary (a multiple of 4)
+    index = json.loads((tmp_path / "4" / "checkpoints.json").read_text())
+    positions = sorted((e["epoch"], e["global_step"]) for e in index["checkpoints"])
+    assert positions == [(0, 4), (1, 8), (1, 12), (2, 16)], positions
+    index = json.loads((tmp_path / "1" / "checkpoints.json").read_text())
+    assert sorted(e["global_step"] for e in index["checkpoints"]) == [3, 6, 8, 11, 14, 16]
+
+
+def host_reads(args, monkeypatch):
+    """Run a training in this process and count the host's reads of device values (Tensor.asnumpy)."""
+    calls = []
+    original = ms.Tensor.asnumpy
+    monkeypatch.setattr(ms.Tensor, "asnumpy", lambda self: calls.append(1) or original(self))
+    Trainer(args).run()
+    monkeypatch.setattr(ms.Tensor, "asnumpy", original)
+    return len(calls)
+
+
+def test_no_host_read_per_step(tmp_path, image_folder, monkeypatch):
+    """16 steps or 8 steps per epoch, one host iteration each: the same number of reads."""
+    reads = []
+    for batch, name in ((8, "eight"), (4, "sixteen")):
+        args = parse_config(["--data_dir", image_folder, "--epoch_size", "1", "--log_interval", "100",
+                             "--ckpt_save_dir", str(tmp_path / name)] + FIXED + ["--batch_size", str(batch)])
+        reads.append(host_reads(args, monkeypatch))
+    assert reads[0] == reads[1], reads
+
+
+def test_logged_loss_is_the_interval_mean_and_sink_options_are_checked(tmp_path, image_folder):
+    out = run_cli(["train.py", "--data_dir", image_folder, "--epoch_size", "1", "--log_interval", "2",
+                   "--sink_size", "2", "--ckpt_save_dir", tmp_path / "run"] + FIXED).stdout
+    logged = [float(v) for v in re.findall(r"step \d+/8 loss ([\d.]+)", out)]
+    rows = (tmp_path / "run" / "summary.csv").read_text().splitlines()
+    epoch_mean = float(rows[1].split(",")[1])
+    assert len(logged) == 4 and abs(sum(logged) / 4 - epoch_mean) <= 1e-4  # four 2-step means average to the epoch's
+    assert device.resolve_sink_mode("auto", "Ascend", 1)[0] and not device.resolve_sink_mode("auto", "CPU", 1)[0]
+    assert not device.resolve_sink_mode("auto", "Ascend", 2)[0]
+    with pytest.raises(MsvisionError, match="dataset_sink_mode true needs Ascend or GPU"):
+        device.resolve_sink_mode("true", "CPU", 1)
+    bad = run_cli(["train.py", "--data_dir", image_folder, "--sink_size", "3", "--grad_accum_steps", "2",
+                   "--ckpt_save_dir", tmp_path / "bad"] + FIXED, check=False)
+    assert bad.returncode == 2 and "sink_size must be -1 or a positive multiple of grad_accum_steps (2), got 3" in \
+        bad.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "bad").exists() or not os.listdir(tmp_path / "bad")
