@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 
-def measure(model, batch_size, image_size, steps, rounds=3):
-    """Median ms/step of each way over `rounds` interleaved runs of `steps` steps."""
+def measure(model, batch_size, image_size, steps, rounds=4):
+    """Median ms/step of each way over `rounds` interleaved runs of `steps` steps (order alternating)."""
     import mindspore as ms
     from mindspore import nn
 
@@ -44,8 +44,9 @@ def measure(model, batch_size, image_size, steps, rounds=3):
         step.read_stats()
 
     times = {"device-side statistics (now)": [], "per-step host read (before)": []}
-    for _ in range(rounds):
-        for name, run in zip(times, (device_side, per_step_read)):
+    ways = list(zip(times, (device_side, per_step_read)))
+    for round_index in range(rounds):
+        for name, run in ways[::-1] if round_index % 2 else ways:
             start = time.perf_counter()
             run()
             times[name].append(1000.0 * (time.perf_counter() - start) / steps)
@@ -55,5 +56,5 @@ def measure(model, batch_size, image_size, steps, rounds=3):
 def run(models, batch_size, image_size, steps):
     for model in models:
         result = measure(model, batch_size, image_size, steps)
-        print(f"{model}, batch {batch_size}, {image_size} px, {steps} steps x 3 interleaved rounds: " +
+        print(f"{model}, batch {batch_size}, {image_size} px, {steps} steps x 4 interleaved rounds: " +
               ", ".join(f"{name} {ms_per_step:.1f} ms/step" for name, ms_per_step in result.items()))
