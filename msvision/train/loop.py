@@ -3,7 +3,6 @@ validate, checkpoint (state.py), log and record (progress.py, records.py), resum
 import contextlib
 import logging
 import os
-import sys
 import time
 
 import mindspore as ms
@@ -20,35 +19,11 @@ from msvision.evaluate import evaluate
 from msvision.models import create_model, get_pretrained_cfg
 from msvision.optim import create_optimizer
 from msvision.schedule import global_batch_size, lr_schedule, scaled_lr
-from msvision.train.progress import Progress
-from msvision.train.state import RunState
+from msvision.train.progress import Progress, setup_logging
+from msvision.train.state import RunState, check_writable
 from msvision.train.step import TrainStep, sink_on_device
 
 LOG = logging.getLogger("msvision")
-
-
-def setup_logging(save_dir, main_process):
-    LOG.handlers.clear()
-    LOG.setLevel(logging.INFO if main_process else logging.WARNING)
-    LOG.propagate = False
-    formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stdout)]
-    if main_process:
-        handlers.append(logging.FileHandler(os.path.join(save_dir, "train.log"), delay=True))
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        LOG.addHandler(handler)
-
-
-def _check_writable(folder):
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".write-test{os.getpid()}")
-        with open(probe, "w", encoding="utf-8"):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise MsvisionError(f"ckpt_save_dir '{folder}' is not writable: {err.strerror}") from None
 
 
 def _sink_size(args):
@@ -72,7 +47,7 @@ class Trainer:
                                                             args.grad_accum_steps)
         self.rank, self.world = device.rank(), device.world_size()
         self.main = device.is_main_process()
-        _check_writable(args.ckpt_save_dir)
+        check_writable(args.ckpt_save_dir)
         setup_logging(args.ckpt_save_dir, self.main)
 
         self.train_split = open_split(args, args.train_split)

@@ -2,6 +2,8 @@
 the step log line (loss = mean over the interval, img/s, ms/step, data wait, ETA), feeds the epoch summary, and
 stops the run once max_nonfinite_steps consecutive steps were non-finite (noticed at the next read)."""
 import logging
+import os
+import sys
 import time
 
 from msvision.errors import MsvisionError
@@ -10,7 +12,23 @@ from msvision.train.records import EpochSummary
 LOG = logging.getLogger("msvision")
 
 
+def setup_logging(save_dir, main_process):
+    """Rank 0 logs INFO to stdout and ckpt_save_dir/train.log (created on the first line); other ranks warnings."""
+    LOG.handlers.clear()
+    LOG.setLevel(logging.INFO if main_process else logging.WARNING)
+    LOG.propagate = False
+    formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stdout)]
+    if main_process:
+        handlers.append(logging.FileHandler(os.path.join(save_dir, "train.log"), delay=True))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        LOG.addHandler(handler)
+
+
 class Progress:
+    """The interval and epoch accounting of one run (see the module docstring)."""
+
     def __init__(self, trainer):
         self.t = trainer
         self.summary = EpochSummary(trainer.args.ckpt_save_dir, trainer.main)

@@ -1,5 +1,6 @@
 """Run state: where a run is (epoch, batch in epoch, best top-1) and the checkpoint entries that restore it exactly."""
 import logging
+import os
 
 import mindspore as ms
 from mindspore import ops
@@ -10,6 +11,18 @@ from msvision.errors import MsvisionError
 from msvision.train.step import all_finite
 
 LOG = logging.getLogger("msvision")
+
+
+def check_writable(folder):
+    """ckpt_save_dir exists (created if needed) and takes files, or a MsvisionError naming why not."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test{os.getpid()}")
+        with open(probe, "w", encoding="utf-8"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise MsvisionError(f"ckpt_save_dir '{folder}' is not writable: {err.strerror}") from None
 
 
 class RunState:
