@@ -7,7 +7,7 @@ import pytest
 
 import msvision
 from msvision import MsvisionError
-from msvision.checkpoint import load_weights
+from msvision.checkpoint import load_weights, read_checkpoint
 from tests.conftest import run_cli
 from tests.ref_1e100 import Reference1e100
 
@@ -84,7 +84,7 @@ def _mindcv_vgg11(tmp_path, num_classes):
 
 def test_only_the_exact_mindcv_pattern_is_relaxed(tmp_path):
     _, path = _mindcv_vgg11(tmp_path, 10)
-    weights = ms.load_checkpoint(str(path))
+    weights = read_checkpoint(str(path))
     net = msvision.create_model("vgg11", num_classes=10)
     load_weights(net, dict(weights))  # the pattern: every conv bias absent, known training entries
     for change, message in (("drop features.3.weight", "missing 9 (features.0.bias"),  # + the 8 biases

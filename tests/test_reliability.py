@@ -13,7 +13,7 @@ import numpy as np
 import mindspore as ms
 import pytest
 
-from msvision.checkpoint import CheckpointManager
+from msvision.checkpoint import CheckpointManager, read_checkpoint
 from msvision.train.records import read_summary
 from tests.conftest import REPO_ROOT, make_image_folder, run_cli
 
@@ -30,7 +30,7 @@ DRILL_BOUND_S = 120  # measured: ~33 s, MindSpore's scheduler declaring the lost
 
 def latest_state(save_dir):
     path = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if not isinstance(v, str)}
+    return {k: v.asnumpy() for k, v in read_checkpoint(path).items() if not isinstance(v, str)}
 
 
 def max_relative(a, b, keys):
@@ -167,7 +167,7 @@ def test_sigkill_during_a_save_leaves_only_loadable_checkpoints(tmp_path, image_
     finals = glob.glob(os.path.join(save_dir, "*.ckpt"))
     assert finals
     for path in finals:  # every file under a final name loads
-        assert "features.0.weight" in ms.load_checkpoint(path)
+        assert "features.0.weight" in read_checkpoint(path)
     out = resume_until_done(cmd + ["--resume", "auto"]).stdout
     assert "resumed from" in out and "training done" in out
     assert not glob.glob(os.path.join(save_dir, ".*.tmp*"))  # leftovers of the killed save are cleaned up
@@ -192,7 +192,7 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
     assert f"last good checkpoint: {latest}" in line
     assert open(good, "rb").read() == good_bytes  # earlier checkpoints untouched
     for path in {good, latest}:  # nothing with non-finite weights was saved
-        assert all(np.isfinite(v.asnumpy()).all() for v in ms.load_checkpoint(path).values() if not isinstance(v, str))
+        assert all(np.isfinite(v.asnumpy()).all() for v in read_checkpoint(path).values() if not isinstance(v, str))
 
 
 @pytest.mark.parametrize("bad", [None, np.inf, -np.inf, np.nan])

@@ -4,12 +4,11 @@ import json
 import os
 import re
 
-import mindspore as ms
 import numpy as np
 import pytest
 
 from msvision import MsvisionError, device
-from msvision.checkpoint import CheckpointManager
+from msvision.checkpoint import CheckpointManager, read_checkpoint
 from tests.conftest import run_cli
 
 # deterministic data (whole-image crops, no flip): runs that differ only in sink_size must end equal
@@ -20,7 +19,7 @@ FIXED = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resi
 
 def final_state(save_dir):
     path = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if not isinstance(v, str)}
+    return {k: v.asnumpy() for k, v in read_checkpoint(path).items() if not isinstance(v, str)}
 
 
 def test_sink_size_changes_structure_not_results(tmp_path, image_folder):

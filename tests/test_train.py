@@ -9,7 +9,7 @@ import mindspore as ms
 import pytest
 
 import msvision
-from msvision.checkpoint import CONFIG_KEY, CheckpointManager
+from msvision.checkpoint import CONFIG_KEY, CheckpointManager, read_checkpoint
 from msvision.config import config_from_text
 from msvision.train.records import read_summary
 from tests.conftest import REPO_ROOT, run_cli
@@ -24,7 +24,7 @@ EXACT = ["--model", "vgg11", "--num_classes", "4", "--image_resize", "32", "--sc
 
 
 def final_weights(save_dir):
-    ckpt = ms.load_checkpoint(CheckpointManager(str(save_dir), "vgg11", 1, "latest_k").latest())
+    ckpt = read_checkpoint(CheckpointManager(str(save_dir), "vgg11", 1, "latest_k").latest())
     return {k: v.asnumpy() for k, v in ckpt.items() if not k.startswith(("state.", "optim."))}
 
 
@@ -53,7 +53,7 @@ def test_demo_config_learns(tmp_path):
     assert len(top1) == 3 and top1[-1] >= 80.0 and top1[-1] > top1[0]
     assert losses[-1] < 0.6 * losses[0]
     ckpt_path = re.search(r"checkpoint: (\S+\.ckpt)", out).group(1)
-    stored = config_from_text(ms.load_checkpoint(ckpt_path)[CONFIG_KEY])
+    stored = config_from_text(read_checkpoint(ckpt_path)[CONFIG_KEY])
     assert stored.model == "ese_vovnet19b_slim_dw" and stored.epoch_size == 3
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "ese_vovnet19b_slim_dw-best.ckpt").is_file()
 
@@ -126,7 +126,7 @@ def test_ema_dynamic_loss_scale_and_augmentations(tmp_path, image_folder):
                    "--label_smoothing", "0.1", "--ckpt_save_dir", tmp_path, "--log_interval", "1"]).stdout
     assert re.search(r"\d+ of the last \d+ steps had non-finite gradients, updates skipped", out)
     assert "(EMA weights)" in out
-    ckpt = ms.load_checkpoint(CheckpointManager(str(tmp_path), "x", 1, "latest_k").latest())
+    ckpt = read_checkpoint(CheckpointManager(str(tmp_path), "x", 1, "latest_k").latest())
     assert float(ckpt["state.loss_scale"].asnumpy()) < 1e38  # the dynamic scaler backed off
     ema, weights = ckpt["ema.head.fc.weight"].asnumpy(), ckpt["head.fc.weight"].asnumpy()
     assert ema.shape == weights.shape and not np.allclose(ema, weights)
