@@ -7,15 +7,15 @@ the run's one training pipeline, the first batch, the first batch of the next ep
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
+from msvision.benchmark import RESULT_TAG, tagged_result
+
 CLASSES = 1000
-TAG = "STARTUP_RESULT "
 
 
 def make_folder(root, num_files, classes=CLASSES):
@@ -88,10 +88,7 @@ def run(sizes, data_root):
         root = make_folder(os.path.join(data_root, f"imagenet-shaped-{size}"), size)
         with tempfile.TemporaryDirectory(prefix="msvision-cache-") as cache:
             cmd = [sys.executable, "-c", f"from msvision.bench_startup import _worker; _worker({root!r}, {cache!r})"]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((x for x in done.stdout.splitlines() if x.startswith(TAG)), None)
-        rows.append(json.loads(line[len(TAG):]) if line else
-                    {"files": size, "error": (done.stderr.strip().splitlines() or ["no output"])[-1][:200]})
+            rows.append(dict({"files": size}, **tagged_result(cmd)))
     print(f"{'files':>8}{'first start s':>15}{'rerun start s':>15}{'build s':>9}{'1st batch s':>13}"
           f"{'next epoch s':>14}{'peak RSS MB':>13}{'first s/100k':>14}")
     for row in rows:
@@ -107,4 +104,4 @@ def run(sizes, data_root):
 
 
 def _worker(split, cache):
-    print(TAG + json.dumps(measure(split, cache)), flush=True)
+    print(RESULT_TAG + json.dumps(measure(split, cache)), flush=True)

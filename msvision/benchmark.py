@@ -156,7 +156,11 @@ def run_worker(kind, opts, extra_env=None):
            str(opts.batch_size), "--image_size", str(opts.image_size), "--mode", opts.mode, "--jit_level",
            opts.jit_level, "--steps", str(opts.steps), "--warmup", str(opts.warmup), "--data_images",
            str(opts.data_images)] + (["--randaug"] if opts.randaug else [])
-    env = dict(os.environ, **(extra_env or {}))
+    return tagged_result(cmd, dict(os.environ, **(extra_env or {})))
+
+
+def tagged_result(cmd, env=None):
+    """Run cmd; the JSON on its stdout line that starts with RESULT_TAG, or {'error': its last stderr line}."""
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_TAG):

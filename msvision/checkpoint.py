@@ -13,6 +13,7 @@ from mindspore.train import serialization as _serialization
 
 from msvision.convert.mindcv import fill_mindcv_gaps
 from msvision.errors import MsvisionError
+from msvision.files import atomic_path, write_text
 
 STATE_PREFIXES = ("optim.", "ema.", "state.")
 CONFIG_KEY = "state.config"
@@ -110,13 +111,9 @@ def load_weights(net, path_or_dict, reset_head_prefix=None, source=None):
 
 
 def save_atomic(save_obj, path, append_dict=None):
-    """ms.save_checkpoint to a temporary name in the same folder, fsync, then os.replace onto path."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}.ckpt")
-    ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """ms.save_checkpoint to a hidden temporary name in the same folder, then renamed onto path (files.py)."""
+    with atomic_path(path, hidden=True, suffix=".ckpt", durable=True) as tmp:
+        ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
     return path
 
 
@@ -134,7 +131,8 @@ class CheckpointManager:
         self.index_path = os.path.join(save_dir, self.INDEX)
         self.entries, self.best = self._read_index()
         if clean_partial:  # temporary files of a save that was killed
-            for path in glob.glob(os.path.join(save_dir, ".*.tmp*")) + glob.glob(self.index_path + ".tmp*"):
+            for path in glob.glob(os.path.join(save_dir, ".*.tmp[0-9]*")) + \
+                    glob.glob(os.path.join(save_dir, "*.tmp[0-9]*")):
                 os.remove(path)
 
     def _read_index(self):
@@ -145,12 +143,8 @@ class CheckpointManager:
         return data.get("checkpoints", []), data.get("best")
 
     def _write_index(self):
-        tmp = self.index_path + f".tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"checkpoints": self.entries, "best": self.best}, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.index_path)
+        write_text(self.index_path, json.dumps({"checkpoints": self.entries, "best": self.best}, indent=1),
+                   durable=True)
 
     def latest(self):
         """Path of the newest checkpoint that exists on disk, or None."""

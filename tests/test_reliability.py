@@ -298,6 +298,18 @@ def test_corrupt_images_are_named_before_training(tmp_path, guarded_dir, image_f
     assert_untouched(guarded_dir)
 
 
+def test_a_file_corrupt_inside_is_one_line_naming_the_split(tmp_path, image_folder):
+    """Header and end marker intact, no image between: passes the index's check, fails in the decoder."""
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    victim = data / "train" / "class_1" / "003.jpg"
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[:20] + bytes(300) + raw[-300:])
+    line = train_error(SMALL + ["--data_dir", data, "--epoch_size", "1"], tmp_path / "run")
+    assert line == (f"error: cannot decode an image under '{data}/train': a file is corrupt (its header and end marker "
+                    f"looked complete); find it with PIL, remove or replace it")
+
+
 def test_non_image_files_are_skipped_with_a_count(tmp_path, image_folder):
     data = tmp_path / "data"
     shutil.copytree(image_folder, data)

@@ -4,9 +4,7 @@ Each epoch's order is a permutation seeded by (seed, epoch); rank r of N takes e
 num_shards/shard_id split), and a resumed epoch skips the items already consumed. The sampler yields those orders
 epoch after epoch, so one pipeline serves the whole run; files come from the split's checked index (index.py).
 """
-import logging
 import os
-import re
 
 import numpy as np
 import mindspore.dataset as ds
@@ -15,18 +13,16 @@ from msvision.data.demo import prepare_demo
 from msvision.data.index import split_index
 from msvision.errors import MsvisionError
 
-LOG = logging.getLogger("msvision")
-
 
 def batches(iterator, root):
-    """One epoch of a pipeline iterator's (image, label) batches; a decode failure becomes a one-line error naming
-    the file."""
+    """One epoch of a pipeline iterator's (image, label) batches; a decode failure (a file that passed the index's
+    check, or was corrupted after it) becomes a one-line error naming the split: the pipeline's error does not say
+    which file."""
     try:
         yield from iterator
-    except RuntimeError as err:
-        match = re.search(r"corresponding data file is: (\S+?)\.?(\s|$)", str(err))
-        where = f"'{match.group(1)}'" if match else f"an image under '{root}'"
-        raise MsvisionError(f"cannot decode {where}: the file is corrupt; remove or replace it") from None
+    except RuntimeError:
+        raise MsvisionError(f"cannot decode an image under '{root}': a file is corrupt (its header and end marker "
+                            f"looked complete); find it with PIL, remove or replace it") from None
 
 
 def open_split(args, split):

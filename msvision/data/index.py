@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from msvision.errors import MsvisionError
+from msvision.files import atomic_path, write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
 INDEX_VERSION = 1
@@ -32,9 +33,12 @@ class SplitIndex(NamedTuple):
     root: str
     classes: list
     files: str  # the .npz of relative paths and labels
-    num_items: int
     how: str  # "built in 1.2 s" or "reused", for log_index
-    meta: dict
+    meta: dict  # the index's .json: fingerprint, num_items, skipped files
+
+    @property
+    def num_items(self):
+        return self.meta["num_items"]
 
 
 def log_index(index):
@@ -126,23 +130,15 @@ def _check_files(root, classes):
     return records, others
 
 
-def _write(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _build(root, classes, base, prints):
     records, others = _check_files(root, classes)
-    _write(base + ".tsv", "".join(f"{rel}\t{label}\t{size}\t{mtime}\n" for rel, label, size, mtime in records))
-    tmp = f"{base}.tmp{os.getpid()}.npz"
-    np.savez(tmp, paths=np.array([rel.encode() for rel, _, _, _ in records]),
-             labels=np.array([label for _, label, _, _ in records], np.int32))
-    os.replace(tmp, base + ".npz")
+    write_text(base + ".tsv", "".join(f"{rel}\t{label}\t{size}\t{mtime}\n" for rel, label, size, mtime in records))
+    with atomic_path(base + ".npz", suffix=".npz") as tmp:  # np.savez adds .npz to a name without it
+        np.savez(tmp, paths=np.array([rel.encode() for rel, _, _, _ in records]),
+                 labels=np.array([label for _, label, _, _ in records], np.int32))
     meta = {"version": INDEX_VERSION, "root": root, "fingerprint": prints, "num_items": len(records),
             "skipped": len(others), "skipped_example": others[0] if others else None}
-    _write(base + ".json", json.dumps(meta))
+    write_text(base + ".json", json.dumps(meta))
     return meta
 
 
@@ -202,4 +198,4 @@ def split_index(root, classes):
     finally:
         handle.close()
     how = f"built in {time.time() - started:.1f} s" if built else "reused"
-    return SplitIndex(root, classes, base + ".npz", meta["num_items"], how, meta)
+    return SplitIndex(root, classes, base + ".npz", how, meta)

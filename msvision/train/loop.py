@@ -15,6 +15,7 @@ from msvision.data.dataset import batches, open_split
 from msvision.data.index import log_index
 from msvision.data.transforms import create_loader
 from msvision.errors import MsvisionError
+from msvision.files import write_text
 from msvision.evaluate import evaluate
 from msvision.models import create_model, get_pretrained_cfg
 from msvision.optim import create_optimizer
@@ -189,8 +190,7 @@ class Trainer:
             else:
                 LOG.info("resume auto: no checkpoint in %s, starting fresh", args.ckpt_save_dir)
         if self.main:
-            with open(os.path.join(args.ckpt_save_dir, "config.yaml"), "w", encoding="utf-8") as handle:
-                handle.write(dump_config(args))
+            write_text(os.path.join(args.ckpt_save_dir, "config.yaml"), dump_config(args))
         self._log_start()
         last_metrics, sink_calls = None, {}
         if s.epoch < args.epoch_size:  # one pipeline (and one compiled step) for every remaining epoch

@@ -6,8 +6,11 @@ A row for epoch E replaces any row of epoch E or later (a run resumed from an ea
 epochs), and the file is rewritten atomically, so a resume never leaves duplicated or missing epochs.
 """
 import csv
+import io
 import os
 import time
+
+from msvision.files import write_text
 
 FIELDS = ("epoch", "train_loss", "val_top1", "val_top5", "val_loss", "lr", "train_img_per_s", "epoch_seconds",
           "data_wait_share")
@@ -68,12 +71,11 @@ class EpochSummary:
                "data_wait_share": f"{self.timer.share():.4f}"}
         if self.main:
             rows = [r for r in read_summary(self.path) if int(r["epoch"]) < epoch] + [row]
-            tmp = f"{self.path}.tmp{os.getpid()}"
-            with open(tmp, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, self.path)
+            table = io.StringIO()
+            writer = csv.DictWriter(table, FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+            write_text(self.path, table.getvalue(), newline="")
         self.start_epoch()
         return row
 
