@@ -18,6 +18,7 @@ from msvision.files import atomic_path, write_text
 STATE_PREFIXES = ("optim.", "ema.", "state.")
 CONFIG_KEY = "state.config"
 CLASS_NAMES_KEY = "state.class_names"
+CLASS_COUNTS_KEY = "state.class_counts"  # training images per class, for per-class reports
 
 
 def _short(names, limit=5):

@@ -53,6 +53,12 @@ def test_cli_overrides_yaml_which_overrides_defaults(tmp_path):
     ("scale: 0.5\n", "'scale' must be a list of numbers, got 0.5"),
     ("model: null\n", "'model' must be a string, got null"),
     ("- a\n- b\n", "must be a mapping"),
+    ("sampler: random\n", "'sampler' must be one of uniform, class_balanced, sqrt, got 'random'"),
+    ("class_weight: balanced\n", "'class_weight' must be one of none, inverse, sqrt_inverse, effective_number"),
+    ("class_weight_beta: 1.0\n", "'class_weight_beta' must be in (0.0, 1.0), got 1.0"),
+    ("class_weight_beta: 0\n", "'class_weight_beta' must be in (0.0, 1.0), got 0"),
+    ("logit_adjust_tau: -0.5\n", "'logit_adjust_tau' must be >= 0.0, got -0.5"),
+    ("head_lr_scale: 0\n", "'head_lr_scale' must be > 0.0, got 0"),
 ])
 def test_yaml_mistakes_are_named(tmp_path, text, message):
     with pytest.raises(MsvisionError) as err:

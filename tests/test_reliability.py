@@ -1,7 +1,7 @@
 """Reliability: exact resume after SIGKILL (standalone and msrun), atomic saves, non-finite guard, bad inputs."""
 import glob
+import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -48,46 +48,62 @@ def compare_states(resumed, uninterrupted):
     return weight_diff, moment_diff
 
 
-def kill_after_first_save(cmd, save_dir, rng, max_delay):
-    """Start cmd, wait for its first checkpoint, SIGKILL its whole process group at a random later moment."""
+def newest_entry(save_dir):
+    """The newest entry of ckpt_save_dir/checkpoints.json, or None."""
+    try:
+        with open(os.path.join(save_dir, "checkpoints.json"), encoding="utf-8") as handle:
+            entries = json.load(handle)["checkpoints"]
+    except (OSError, ValueError):
+        return None
+    return max(entries, key=lambda e: e["seq"]) if entries else None
+
+
+def kill_after_mid_epoch_save(cmd, save_dir, steps_per_epoch):
+    """Start cmd; as soon as its newest checkpoint lies inside an epoch, stop the whole process group (SIGSTOP),
+    confirm the newest checkpoint is still that one, and SIGKILL it. Returns that checkpoint's index entry, so the
+    resume must start mid-epoch. (A later save between the check and the stop shows in the second read: then the
+    run continues to its next mid-epoch checkpoint.)"""
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    index = os.path.join(save_dir, "checkpoints.json")
     deadline = time.time() + 600
-    while not os.path.exists(index) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    delay = rng.uniform(0, max_delay)
-    time.sleep(delay)
-    finished = proc.poll() is not None
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # the run had already ended
-        pass
-    proc.wait()
-    return delay, finished
+    while proc.poll() is None and time.time() < deadline:
+        entry = newest_entry(save_dir)
+        if entry and entry["global_step"] % steps_per_epoch:
+            os.killpg(proc.pid, signal.SIGSTOP)
+            entry = newest_entry(save_dir)
+            if entry["global_step"] % steps_per_epoch:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return entry
+            os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError("the run ended before it could be killed after a mid-epoch checkpoint")
 
 
-def resume_until_done(cmd, attempts=3):
-    for _ in range(attempts):
-        done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
-        if done.returncode == 0:
-            return done
-    raise AssertionError(done.stdout[-3000:] + done.stderr[-3000:])
+def resume_until_done(cmd):
+    """Run a resume to its end; it must succeed the first time."""
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
 
 
 @pytest.mark.slow
 def test_sigkill_and_resume_is_exact_standalone(tmp_path, image_folder):
-    base = [sys.executable, "train.py", "--data_dir", image_folder] + RESUMABLE
+    """Class-balanced draws (with replacement), killed after a mid-epoch checkpoint: the resumed run continues the
+    same draw and ends bit-identical to the uninterrupted one."""
+    base = [sys.executable, "train.py", "--data_dir", image_folder, "--sampler", "class_balanced"] + RESUMABLE
     run_cli(base[1:] + ["--ckpt_save_dir", tmp_path / "straight"])
     interrupted = str(tmp_path / "interrupted")
-    rng = random.Random()
-    delay, finished = kill_after_first_save(base + ["--ckpt_save_dir", interrupted], interrupted, rng, 3.0)
+    entry = kill_after_mid_epoch_save(base + ["--ckpt_save_dir", interrupted], interrupted, steps_per_epoch=8)
     out = resume_until_done(base + ["--ckpt_save_dir", interrupted, "--resume", "auto"]).stdout
-    assert finished or "resumed from" in out
+    resumed = re.search(r"resumed from \S+: epoch (\d+), batch (\d+) of 8", out)
+    assert resumed and int(resumed.group(2)) == entry["global_step"] % 8 > 0, out[-2000:]
     weights, moments = compare_states(latest_state(interrupted), latest_state(tmp_path / "straight"))
-    print(f"standalone: killed {delay:.2f}s after the first save; resumed vs uninterrupted: weights {weights:.2e}, "
+    print(f"standalone, class_balanced: killed after the checkpoint at step {entry['global_step']} (epoch "
+          f"{resumed.group(1)}, batch {resumed.group(2)} of 8); resumed vs uninterrupted: weights {weights:.2e}, "
           f"optimizer moments {moments:.2e}")
-    assert weights <= 1e-6 and moments <= 1e-6
+    assert weights == 0.0 and moments == 0.0
     # summary.csv: every epoch once, at the same LR, whether or not the run was interrupted
     rows = [read_summary(os.path.join(d, "summary.csv")) for d in (interrupted, tmp_path / "straight")]
     assert [[(r["epoch"], r["lr"]) for r in run] for run in rows] == [[(str(e), rows[1][e - 1]["lr"])
@@ -120,7 +136,7 @@ def test_failure_drill_one_msrun_worker_killed_then_exact_resume(tmp_path, image
                 "--batch_size", "4", "--ckpt_save_dir", str(save_dir)] + RESUMABLE + list(extra)
 
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    resume_until_done(msrun(straight, free_port), attempts=1)
+    resume_until_done(msrun(straight, free_port))
     job = subprocess.Popen(msrun(interrupted, free_port + 1), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
@@ -138,7 +154,7 @@ def test_failure_drill_one_msrun_worker_killed_then_exact_resume(tmp_path, image
     ended_in = time.time() - killed_at
     print(f"one of 2 msrun workers SIGKILLed: the job exited with {code} after {ended_in:.1f} s")
     assert code != 0 and msrun_worker(interrupted, 0) is None  # failed loudly, no worker left behind
-    resume_until_done(msrun(interrupted, free_port + 2, "--resume", "auto"), attempts=1)
+    resume_until_done(msrun(interrupted, free_port + 2, "--resume", "auto"))
     weights, moments = compare_states(latest_state(interrupted), latest_state(straight))
     print(f"resumed vs uninterrupted: weights {weights:.2e}, optimizer moments {moments:.2e}")
     assert weights <= 1e-6 and moments <= 1e-6
@@ -308,6 +324,25 @@ def test_a_file_corrupt_inside_is_one_line_naming_the_split(tmp_path, image_fold
     line = train_error(SMALL + ["--data_dir", data, "--epoch_size", "1"], tmp_path / "run")
     assert line == (f"error: cannot decode an image under '{data}/train': a file is corrupt (its header and end marker "
                     f"looked complete); find it with PIL, remove or replace it")
+
+
+def test_bad_imbalance_and_finetune_inputs(tmp_path, guarded_dir, image_folder):
+    data = SMALL + ["--data_dir", image_folder]
+    assert train_error(data + ["--sampler", "random"], guarded_dir) == \
+        "error: option 'sampler' must be one of uniform, class_balanced, sqrt, got 'random'"
+    assert train_error(data + ["--freeze", "5"], guarded_dir) == \
+        "error: freeze 5 is beyond the 4 stages of ese_vovnet19b_slim_dw: use 1 to 4 or backbone"
+    assert train_error(data + ["--freeze", "head"], guarded_dir) == \
+        "error: freeze must be none, backbone or a number of stages from 1 to 4 (for ese_vovnet19b_slim_dw), got 'head'"
+    vgg = ["--model", "vgg11"] + data[2:]
+    assert "freeze 6 is beyond the 5 stages of vgg11" in train_error(vgg + ["--freeze", "6"], guarded_dir)
+    empty = tmp_path / "empty_class"  # every run refuses an empty class folder, before any class weight is computed
+    shutil.copytree(image_folder, empty)
+    shutil.rmtree(empty / "train" / "class_1")
+    (empty / "train" / "class_1").mkdir()
+    assert f"class folder has no images: '{empty}/train/class_1'" in \
+        train_error(SMALL + ["--data_dir", empty, "--class_weight", "inverse"], guarded_dir)
+    assert_untouched(guarded_dir)
 
 
 def test_non_image_files_are_skipped_with_a_count(tmp_path, image_folder):

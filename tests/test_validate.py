@@ -1,4 +1,5 @@
-"""validate.py, infer.py, export.py: stored-config rebuild, strict checkpoint errors, exact multi-rank metrics."""
+"""validate.py, infer.py, export.py against PyTorch: a model trained in PyTorch (timm), converted and saved as
+train.py saves it; every figure validate.py reports equals the same figure computed from PyTorch's predictions."""
 import json
 import os
 import re
@@ -10,121 +11,246 @@ import mindspore as ms
 import pytest
 
 import msvision
-from msvision.checkpoint import CLASS_NAMES_KEY, CONFIG_KEY
+from msvision.checkpoint import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY
 from msvision.config import dump_config, parse_config
-from tests.conftest import REPO_ROOT, run_cli
+from msvision.convert.convert import convert_state_dict
+from tests.conftest import REPO_ROOT, make_image_folder, run_cli
 
-SMALL = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--crop_pct", "1"]
+MODEL = "ese_vovnet19b_slim_dw"
+SMALL = ["--model", MODEL, "--num_classes", "4", "--image_resize", "32", "--crop_pct", "1", "--interpolation",
+         "bilinear"]
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+def labelled_folder(root):
+    """4 colour classes, 16 training images each; val imbalanced with two images in the wrong class folder, so that
+    even a perfect classifier has known errors: class_0 7 (one is a class_1 image), class_1 3, class_2 4 (one is a
+    class_3 image), class_3 1; 15 images in all."""
+    make_image_folder(root, classes=4, train_per_class=16, val_per_class=6, size=40, seed=1)
+    val = root / "val"
+    for label, keep in ((1, 4), (2, 3), (3, 2)):
+        for index in range(keep, 6):
+            os.remove(val / f"class_{label}" / f"{index:03d}.jpg")
+    os.rename(val / "class_1" / "000.jpg", val / "class_0" / "x_from_class_1.jpg")
+    os.rename(val / "class_3" / "000.jpg", val / "class_2" / "x_from_class_3.jpg")
+    return root
+
+
+def split_files(root, split):
+    """(paths, labels) of a split, labels from the sorted class folders."""
+    classes = sorted(os.listdir(os.path.join(root, split)))
+    rows = [(os.path.join(root, split, c, f), label) for label, c in enumerate(classes)
+            for f in sorted(os.listdir(os.path.join(root, split, c)))]
+    return [p for p, _ in rows], np.array([label for _, label in rows])
+
+
+def reference_inputs(torch, paths):
+    """The eval preprocessing written with PIL and numpy: bilinear resize of the 40 px images to 32 (the short side
+    at crop 1.0; the centre crop keeps it all), scale to [0, 1], ImageNet mean/std, CHW."""
+    from PIL import Image
+
+    arrays = []
+    for path in paths:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB").resize((32, 32), Image.BILINEAR), np.float64) / 255.0
+        arrays.append(((pixels - MEAN) / STD).transpose(2, 0, 1))
+    return torch.tensor(np.stack(arrays), dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
-def saved_checkpoint(tmp_path_factory, image_folder):
-    """A real (untrained) checkpoint with a stored config and class names, written in-process."""
-    folder = tmp_path_factory.mktemp("saved")
-    args = parse_config(SMALL + ["--data_dir", image_folder])
-    ms.set_seed(3)
-    net = msvision.create_model(args.model, num_classes=4)
+def classifier(tmp_path_factory, torch_reference):
+    """(msvision checkpoint with a stored config, the PyTorch model it came from (eval), data_dir)."""
+    torch, timm, _ = torch_reference
+    folder = tmp_path_factory.mktemp("classifier")
+    data_dir = labelled_folder(folder / "data")
+    paths, labels = split_files(data_dir, "train")
+    inputs, targets = reference_inputs(torch, paths), torch.tensor(labels)
+    torch.manual_seed(0)
+    model = timm.create_model(MODEL, num_classes=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for _ in range(40):
+        batch = torch.randperm(len(paths))[:16]
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs[batch]), targets[batch]).backward()
+        optimizer.step()
+    model.eval()
+    net = convert_state_dict(MODEL, {k: v.detach().numpy() for k, v in model.state_dict().items()}, "timm")
+    args = parse_config(SMALL + ["--data_dir", str(data_dir)])
     path = str(folder / "model.ckpt")
     ms.save_checkpoint(net, path, append_dict={CONFIG_KEY: dump_config(args),
-                                               CLASS_NAMES_KEY: "\n".join(f"class_{i}" for i in range(4))})
-    return path
+                                               CLASS_NAMES_KEY: "\n".join(f"class_{i}" for i in range(4)),
+                                               CLASS_COUNTS_KEY: ms.Tensor(np.full(4, 16, np.int32))})
+    return path, model, data_dir
+
+
+def reference_figures(torch, model, data_dir, split):
+    """What validate.py must report, from PyTorch's logits: confusion matrix, top-1/5, per-class recall, balanced
+    and worst-class accuracy, mean loss."""
+    paths, labels = split_files(data_dir, split)
+    with torch.no_grad():
+        logits = model(reference_inputs(torch, paths)).double()
+    predicted = logits.argmax(1).numpy()
+    confusion = np.zeros((4, 4), np.int64)
+    for true, guess in zip(labels, predicted):
+        confusion[true, guess] += 1
+    recall = [100.0 * confusion[c, c] / confusion[c].sum() for c in range(4) if confusion[c].sum()]
+    top5 = (torch.topk(logits, 4, dim=1).indices.numpy()[:, :5] == labels[:, None]).any(1)
+    loss = float(torch.nn.functional.cross_entropy(logits, torch.tensor(labels)))
+    return dict(confusion=confusion, top1=100.0 * (predicted == labels).mean(), top5=100.0 * top5.mean(),
+                balanced=float(np.mean(recall)), worst=float(np.min(recall)), loss=loss, count=len(labels),
+                predicted=predicted, labels=labels)
+
+
+def read_confusion(path):
+    lines = path.read_text().strip().splitlines()
+    assert lines[0] == "true \\ predicted,class_0,class_1,class_2,class_3"
+    return np.array([[int(v) for v in line.split(",")[1:]] for line in lines[1:]])
 
 
 def error_line(done):
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and lines and lines[-1].startswith("error: "), done.stderr[-2000:]
-    return lines[-1]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
+    return lines[0]
 
 
-def test_bad_checkpoints_are_one_line_errors(tmp_path, saved_checkpoint, image_folder):
+def test_bad_inputs_are_one_line_errors(tmp_path, classifier):
+    path, _, data_dir = classifier
     text_file = tmp_path / "notes.ckpt"
     text_file.write_text("not a checkpoint")
     truncated = tmp_path / "truncated.ckpt"
-    truncated.write_bytes(open(saved_checkpoint, "rb").read()[:5000])
+    truncated.write_bytes(open(path, "rb").read()[:5000])
     cases = {
         "missing": ([str(tmp_path / "nope.ckpt")], "checkpoint not found: '"),
         "not a checkpoint": ([str(text_file)], "is not a readable MindSpore checkpoint"),
         "truncated": ([str(truncated)], "is not a readable MindSpore checkpoint"),
-        "other model": ([saved_checkpoint, "--model", "ese_vovnet19b_dw"], "does not fit the model: missing"),
-        "other classes": ([saved_checkpoint, "--num_classes", "5"],
-                          "head.fc.weight: checkpoint (4, 512) vs model (5, 512)"),
+        "other model": ([path, "--model", "ese_vovnet19b_dw"], "does not fit the model: missing"),
+        "other classes": ([path, "--num_classes", "5"], "head.fc.weight: checkpoint (4, 512) vs model (5, 512)"),
+        "missing split": ([path, "--split", "test"], f"split folder missing: '{data_dir}/test'"),
+        "confusion folder": ([path, "--confusion", str(tmp_path / "no" / "c.csv")],
+                             f"cannot write the confusion matrix '{tmp_path}/no/c.csv': folder"),
     }
     for name, (extra, message) in cases.items():
-        done = run_cli(["validate.py", "--data_dir", image_folder, "--ckpt_path"] + extra, check=False)
+        done = run_cli(["validate.py", "--data_dir", data_dir, "--ckpt_path"] + extra, check=False)
         line = error_line(done)
         assert message in line, (name, line)
         print(f"{name}: {line}")
-
-
-def test_validate_rebuilds_model_and_preprocessing_from_checkpoint(tmp_path, saved_checkpoint, image_folder):
-    output = tmp_path / "results.json"
-    out = run_cli(["validate.py", "--ckpt_path", saved_checkpoint, "--output", output]).stdout
-    metrics = json.loads(output.read_text())
-    assert metrics["model"] == "ese_vovnet19b_slim_dw" and metrics["count"] == 20
-    assert [row["total"] for row in metrics["per_class"]] == [5, 5, 5, 5]
-    accuracies = [row["accuracy"] for row in metrics["per_class"]]
-    assert accuracies == sorted(accuracies)  # worst class first
-    assert metrics["top1"] == pytest.approx(100 * sum(r["correct"] for r in metrics["per_class"]) / 20)
-    assert f"top-1 {metrics['top1']:.2f}%" in out and "class_" in out
-    # the same numbers in-process with the stored config's 32 px preprocessing
-    from msvision.data.dataset import open_split
-    from msvision.evaluate import evaluate
-    args = parse_config(SMALL + ["--data_dir", image_folder])
-    net = msvision.create_model(args.model, num_classes=4, checkpoint_path=saved_checkpoint)
-    direct = evaluate(net, args, open_split(args, "val"))
-    assert direct["top1"] == metrics["top1"] and direct["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
-
-
-def test_infer_prints_top5_names(saved_checkpoint, image_folder):
-    images = [os.path.join(image_folder, "val", f"class_{c}", "000.jpg") for c in range(4)]
-    out = run_cli(["scripts/infer.py", "--ckpt_path", saved_checkpoint] + images).stdout.strip().splitlines()
-    args = parse_config(SMALL)
-    net = msvision.create_model(args.model, num_classes=4, checkpoint_path=saved_checkpoint)
-    from msvision.inference import predict_files
-    expected = predict_files(net, args, images, top_k=4)
-    for line, path, top in zip(out, images, expected):
-        pairs = re.findall(r"(class_\d) ([\d.]+)", line)
-        assert line.startswith(path) and len(pairs) == 4
-        assert pairs[0][0] == f"class_{top[0][0]}" and float(pairs[0][1]) == pytest.approx(top[0][1], abs=1e-3)
-        assert sum(float(p) for _, p in pairs) == pytest.approx(1.0, abs=2e-3)
-
-
-def test_export_mindir_and_onnx_give_the_cell_logits(tmp_path, saved_checkpoint):
-    args = parse_config(SMALL)
-    net = msvision.create_model(args.model, num_classes=4, checkpoint_path=saved_checkpoint)
-    net.set_train(False)
-    images = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    expected = net(ms.Tensor(images)).asnumpy()
-    run_cli(["scripts/export.py", "--ckpt_path", saved_checkpoint, "--format", "MINDIR", "--output",
-             tmp_path / "model"])
-    graph = ms.nn.GraphCell(ms.load(str(tmp_path / "model.mindir")))
-    assert np.allclose(graph(ms.Tensor(images)).asnumpy(), expected, atol=1e-5)
-    onnxruntime = pytest.importorskip("onnxruntime")
-    run_cli(["scripts/export.py", "--ckpt_path", saved_checkpoint, "--format", "ONNX", "--output",
-             tmp_path / "model"])
-    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
-    got = session.run(None, {session.get_inputs()[0].name: images})[0]
-    assert np.allclose(got, expected, atol=1e-4)
+    assert sorted(os.listdir(tmp_path)) == ["notes.ckpt", "truncated.ckpt"]  # nothing written
 
 
 @pytest.mark.slow
-def test_two_rank_validation_equals_single_process(tmp_path, saved_checkpoint, image_folder, free_port):
-    odd = tmp_path / "odd"
-    shutil.copytree(image_folder, odd)
-    os.remove(odd / "val" / "class_2" / "004.jpg")  # 19 images: does not divide by 2
-    single = tmp_path / "single.json"
-    run_cli(["validate.py", "--ckpt_path", saved_checkpoint, "--data_dir", odd, "--output", single])
-    double = tmp_path / "double.json"
+def test_validate_figures_equal_pytorch(tmp_path, classifier, torch_reference):
+    """validate.py --ckpt_path alone (model, classes and preprocessing from the stored config) on val and on train:
+    top-1, top-5, balanced and worst-class accuracy, per-class rows, the confusion matrix and the loss equal the
+    same figures computed from the PyTorch model's logits."""
+    torch = torch_reference[0]
+    path, model, data_dir = classifier
+    for split in ("val", "train"):
+        ref = reference_figures(torch, model, data_dir, split)
+        output, confusion = tmp_path / f"{split}.json", tmp_path / f"{split}.csv"
+        out = run_cli(["validate.py", "--ckpt_path", path, "--split", split, "--output", output, "--confusion",
+                       confusion]).stdout
+        metrics = json.loads(output.read_text())
+        print(f"{split}: PyTorch top-1 {ref['top1']:.2f} balanced {ref['balanced']:.2f} worst {ref['worst']:.2f}; "
+              f"validate.py {metrics['top1']:.2f} {metrics['balanced_accuracy']:.2f} "
+              f"{metrics['worst_class_accuracy']:.2f}")
+        assert np.array_equal(read_confusion(confusion), ref["confusion"])
+        assert metrics["count"] == ref["count"] and metrics["top1"] == pytest.approx(ref["top1"])
+        assert metrics["top5"] == pytest.approx(ref["top5"])
+        assert metrics["balanced_accuracy"] == pytest.approx(ref["balanced"])
+        assert metrics["worst_class_accuracy"] == pytest.approx(ref["worst"])
+        assert metrics["loss"] == pytest.approx(ref["loss"], rel=1e-5)
+        rows = {row["name"]: row for row in metrics["per_class"]}
+        for label in range(4):
+            row = rows[f"class_{label}"]
+            assert (row["correct"], row["total"]) == (ref["confusion"][label, label], ref["confusion"][label].sum())
+            assert row["train_images"] == 16  # stored in the checkpoint at training time
+        assert [row["accuracy"] for row in metrics["per_class"]] == sorted(r["accuracy"] for r in rows.values())
+        assert f"balanced {metrics['balanced_accuracy']:.2f}%" in out and "train images" in out
+        assert (tmp_path / f"{split}.png").is_file()
+    # the PyTorch model classifies (train), and val's known errors make the figures differ from each other
+    assert ref["top1"] >= 90.0
+    val = reference_figures(torch, model, data_dir, "val")
+    assert len(set(val["predicted"].tolist())) >= 3 and val["top1"] != val["balanced"] and val["worst"] < 100
+
+
+def test_class_metrics_by_hand():
+    from msvision.evaluate import class_metrics
+
+    # true 0: predicted 0, 0, 1; true 1: 1, 1; true 2: 0; true 3: no images
+    confusion = np.array([[2, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    figures = class_metrics(confusion)
+    assert figures["top1"] == pytest.approx(100 * 4 / 6)
+    assert figures["balanced_accuracy"] == pytest.approx((100 * 2 / 3 + 100 + 0) / 3)  # classes with images only
+    assert figures["worst_class_accuracy"] == 0.0
+
+
+def test_infer_prints_the_reference_probabilities(classifier, torch_reference):
+    torch = torch_reference[0]
+    path, model, data_dir = classifier
+    images, _ = split_files(data_dir, "val")
+    images = images[::4]
+    out = run_cli(["scripts/infer.py", "--ckpt_path", path] + images).stdout.strip().splitlines()
+    with torch.no_grad():
+        probs = torch.softmax(model(reference_inputs(torch, images)).double(), 1).numpy()
+    for line, image, expected in zip(out, images, probs):
+        pairs = re.findall(r"(class_\d) ([\d.]+)", line)
+        assert line.startswith(image) and len(pairs) == 4
+        order = np.argsort(-expected)
+        assert [name for name, _ in pairs] == [f"class_{i}" for i in order]
+        assert [float(p) for _, p in pairs] == pytest.approx(expected[order], abs=1e-3)
+
+
+def test_export_mindir_and_onnx_keep_batchnorm(tmp_path, classifier):
+    """Randomised BatchNorm statistics and affine parameters (an export that dropped or mis-folded BN would move the
+    logits by their own scale); logits compared relative to their largest magnitude."""
+    path, _, _ = classifier
+    args = parse_config(SMALL)
+    net = msvision.create_model(MODEL, num_classes=4, checkpoint_path=path)
+    rng = np.random.default_rng(4)
+    params = {p.name: p for p in net.get_parameters()}
+    for name, param in params.items():  # around the trained values, so that the logits keep a sane scale
+        value = param.asnumpy()
+        if name.endswith(("moving_variance", "gamma")):
+            param.set_data(ms.Tensor((value * rng.uniform(0.5, 2.0, value.shape)).astype(np.float32)))
+        elif name.endswith("moving_mean"):
+            spread = np.sqrt(params[name.replace("moving_mean", "moving_variance")].asnumpy())
+            param.set_data(ms.Tensor((value + rng.uniform(-0.3, 0.3, value.shape) * spread).astype(np.float32)))
+    randomised = str(tmp_path / "bn.ckpt")
+    ms.save_checkpoint(net, randomised, append_dict={CONFIG_KEY: dump_config(args)})
+    net.set_train(False)
+    images = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    expected = net(ms.Tensor(images)).asnumpy()
+    scale = np.abs(expected).max()
+    run_cli(["scripts/export.py", "--ckpt_path", randomised, "--format", "MINDIR", "--output", tmp_path / "model"])
+    graph = ms.nn.GraphCell(ms.load(str(tmp_path / "model.mindir")))
+    mindir = float(np.abs(graph(ms.Tensor(images)).asnumpy() - expected).max() / scale)
+    onnxruntime = pytest.importorskip("onnxruntime")
+    run_cli(["scripts/export.py", "--ckpt_path", randomised, "--format", "ONNX", "--output", tmp_path / "model"])
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    onnx = float(np.abs(session.run(None, {session.get_inputs()[0].name: images})[0] - expected).max() / scale)
+    print(f"export vs cell, relative to the largest logit {scale:.3g}: MINDIR {mindir:.2e}, ONNX {onnx:.2e}")
+    assert mindir <= 1e-6 and onnx <= 1e-5
+
+
+@pytest.mark.slow
+def test_two_rank_validation_equals_single_process(tmp_path, classifier, free_port):
+    path, _, data_dir = classifier  # 15 val images: does not divide by 2
+    single, double = tmp_path / "single", tmp_path / "double"
+    run_cli(["validate.py", "--ckpt_path", path, "--output", f"{single}.json", "--confusion", f"{single}.csv"])
     cmd = ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", str(free_port), "--log_dir",
-           str(tmp_path / "logs"), "--join", "True", "python", "validate.py", "--ckpt_path", saved_checkpoint,
-           "--data_dir", str(odd), "--output", str(double)]
+           str(tmp_path / "logs"), "--join", "True", "python", "validate.py", "--ckpt_path", path, "--output",
+           f"{double}.json", "--confusion", f"{double}.csv"]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    one, two = json.loads(single.read_text()), json.loads(double.read_text())
-    print(f"1 rank: top-1 {one['top1']:.4f} on {one['count']}; 2 ranks: top-1 {two['top1']:.4f} on {two['count']}")
-    assert two["world_size"] == 2 and one["count"] == two["count"] == 19
-    assert two["top1"] == one["top1"] and two["top5"] == one["top5"] and two["per_class"] == one["per_class"]
+    one, two = (json.loads(open(f"{p}.json").read()) for p in (single, double))
+    print(f"1 rank: top-1 {one['top1']:.4f} balanced {one['balanced_accuracy']:.4f} on {one['count']}; 2 ranks: "
+          f"top-1 {two['top1']:.4f} balanced {two['balanced_accuracy']:.4f} on {two['count']}")
+    assert two["world_size"] == 2 and one["count"] == two["count"] == 15
+    for key in ("top1", "top5", "balanced_accuracy", "worst_class_accuracy", "per_class"):
+        assert two[key] == one[key], key
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert open(f"{single}.csv").read() == open(f"{double}.csv").read()
 
 
 @pytest.mark.slow

@@ -46,9 +46,29 @@ def open_split(args, split):
     return split_index(root, classes)
 
 
-def epoch_indices(num_items, epoch, seed, shuffle, num_shards, shard_id, skip=0):
-    """This rank's item indices for one epoch (padded by wrapping so every rank gets the same count)."""
-    order = np.random.RandomState(seed * 100003 + epoch).permutation(num_items) if shuffle else np.arange(num_items)
+SAMPLER_POWER = {"uniform": None, "class_balanced": 0.0, "sqrt": 0.5}
+
+
+def epoch_draw(num_items, epoch, seed, shuffle, labels=None, power=None):
+    """The whole epoch's item order, before sharding, seeded by (seed, epoch). power None: a permutation (each item
+    once; identity without shuffle). power q: num_items draws with replacement, class c with probability
+    proportional to n_c ** q (q = 0 class-balanced, 0.5 square root), then an item uniformly within the class."""
+    rng = np.random.RandomState(seed * 100003 + epoch)
+    if power is None:
+        return rng.permutation(num_items) if shuffle else np.arange(num_items)
+    counts = np.bincount(labels)
+    weights = np.where(counts > 0, counts.astype(np.float64) ** power, 0.0)
+    drawn = rng.choice(len(counts), size=num_items, p=weights / weights.sum())
+    members = np.argsort(labels, kind="stable")  # items grouped by class
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    within = np.floor(rng.random_sample(num_items) * counts[drawn]).astype(np.int64)
+    return members[starts[drawn] + within]
+
+
+def epoch_indices(num_items, epoch, seed, shuffle, num_shards, shard_id, skip=0, labels=None, power=None):
+    """This rank's item indices for one epoch (padded by wrapping so every rank gets the same count): rank r takes
+    positions r, r + N, r + 2N, ... of the epoch's draw."""
+    order = epoch_draw(num_items, epoch, seed, shuffle, labels, power)
     per_rank = -(-num_items // num_shards)
     order = np.resize(order, per_rank * num_shards)  # np.resize repeats from the start
     return order[shard_id::num_shards][skip:]
@@ -57,18 +77,21 @@ def epoch_indices(num_items, epoch, seed, shuffle, num_shards, shard_id, skip=0)
 class EpochOrder(ds.Sampler):
     """This rank's item order for epoch after epoch, from first_epoch on: the first `limit` items of each epoch
     (all when None; the items its whole batches use), the first epoch skipping `skip` items (a resumed partial
-    epoch). One sampler serves the whole run, so the pipeline is built once."""
+    epoch). One sampler serves the whole run, so the pipeline is built once. With labels and power, each epoch is
+    a class-weighted draw (epoch_draw)."""
 
-    def __init__(self, num_items, seed, shuffle, num_shards, shard_id, first_epoch=0, skip=0, limit=None):
+    def __init__(self, num_items, seed, shuffle, num_shards, shard_id, first_epoch=0, skip=0, limit=None,
+                 labels=None, power=None):
         super().__init__()
         self.limit = limit
         self.num_items, self.seed, self.shuffle = num_items, seed, shuffle
         self.num_shards, self.shard_id = num_shards, shard_id
         self.epoch, self.skip = first_epoch, skip
+        self.labels, self.power = labels, power
 
     def __iter__(self):
         indices = epoch_indices(self.num_items, self.epoch, self.seed, self.shuffle, self.num_shards,
-                                self.shard_id)[:self.limit][self.skip:]
+                                self.shard_id, labels=self.labels, power=self.power)[:self.limit][self.skip:]
         self.epoch, self.skip = self.epoch + 1, 0
         return iter(indices.tolist())
 

@@ -29,6 +29,19 @@ INDEX_VERSION = 1
 LOG = logging.getLogger("msvision")
 
 
+class UnreadableImages(MsvisionError):
+    """Files of a split that cannot be decoded; carries the check's results (no index is written, so the next start
+    checks again), which scripts/inspect_data.py reports."""
+
+    def __init__(self, root, classes, problems, records, others):
+        listed = "; ".join(f"{p}: {why}" for p, why in problems[:5])
+        more = f"; ... (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"{len(problems)} unreadable image file(s) in '{root}' ({listed}{more}): remove or replace "
+                         f"them")
+        self.root, self.classes = root, classes
+        self.problems, self.records, self.others = problems, records, others
+
+
 class SplitIndex(NamedTuple):
     root: str
     classes: list
@@ -39,6 +52,15 @@ class SplitIndex(NamedTuple):
     @property
     def num_items(self):
         return self.meta["num_items"]
+
+    def labels(self):
+        """The label of every indexed file, in index order."""
+        with np.load(self.files) as arrays:
+            return arrays["labels"]
+
+    def class_counts(self):
+        """Images per class folder (index = label)."""
+        return np.bincount(self.labels(), minlength=len(self.classes))
 
 
 def log_index(index):
@@ -120,13 +142,11 @@ def _check_files(root, classes):
         images += [(path, label) for path in sorted(found)]
     checked = _inspect_all([path for path, _ in images])
     problems = [(path, why) for (path, _), (why, _, _) in zip(images, checked) if why]
-    if problems:
-        listed = "; ".join(f"{p}: {why}" for p, why in problems[:5])
-        more = f"; ... (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise MsvisionError(f"{len(problems)} unreadable image file(s) in '{root}' ({listed}{more}): remove or replace "
-                            f"them")
     start = len(root) + 1
-    records = [(path[start:], label, size, mtime) for (path, label), (_, size, mtime) in zip(images, checked)]
+    records = [(path[start:], label, size, mtime) for (path, label), (why, size, mtime) in zip(images, checked)
+               if not why]
+    if problems:
+        raise UnreadableImages(root, classes, problems, records, others)
     return records, others
 
 

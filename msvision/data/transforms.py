@@ -7,7 +7,7 @@ import mindspore.dataset as ds
 import mindspore.dataset.transforms as T
 import mindspore.dataset.vision as V
 
-from msvision.data.dataset import EpochOrder, file_reader, split_rows
+from msvision.data.dataset import SAMPLER_POWER, EpochOrder, file_reader, split_rows
 from msvision.errors import MsvisionError
 from msvision.models import get_pretrained_cfg
 
@@ -67,7 +67,9 @@ def create_loader(args, index, training, first_epoch=0, shard_id=0, num_shards=1
     (iterate it once per epoch; `limit` and `skip` as in EpochOrder; batches may carry mixup/cutmix). Evaluation:
     one pass, rank r taking every N-th image."""
     if training:
-        sampler = EpochOrder(index.num_items, args.seed, True, num_shards, shard_id, first_epoch, skip, limit)
+        power = SAMPLER_POWER[args.sampler]
+        sampler = EpochOrder(index.num_items, args.seed, True, num_shards, shard_id, first_epoch, skip, limit,
+                             labels=None if power is None else index.labels(), power=power)
     else:
         sampler = ds.SubsetSampler(list(range(shard_id, index.num_items, num_shards)))
     ds.config.set_seed(args.seed * 1000 + first_epoch)

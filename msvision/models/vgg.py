@@ -43,6 +43,16 @@ class VGG(nn.Cell):
             nn.Dense(4096, num_classes, weight_init=Normal(0.01)),
         ])
 
+    def stage_cells(self):
+        """The conv blocks in forward order (each ends with its max-pool): what `freeze: N` counts."""
+        blocks, current = [], []
+        for cell in self.features.cell_list:
+            current.append(cell)
+            if isinstance(cell, nn.MaxPool2d):
+                blocks.append(current)
+                current = []
+        return blocks
+
     def construct(self, x):
         x = self.features(x)
         if x.shape[2] != 7 or x.shape[3] != 7:  # at 224 px the features are 7x7 already

@@ -129,6 +129,11 @@ class VoVNet(nn.Cell):
         self.num_features = in_chs
         self.head = ClassifierHead(in_chs, num_classes, cfg["drop_rate"] if drop_rate is None else drop_rate)
 
+    def stage_cells(self):
+        """The stages in forward order, the stem with the first: what `freeze: N` counts."""
+        stages = list(self.stages.cell_list)
+        return [[self.stem, stages[0]]] + [[stage] for stage in stages[1:]]
+
     def construct(self, x):
         return self.head(self.stages(self.stem(x)))
 

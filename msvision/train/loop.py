@@ -1,12 +1,10 @@
 """The training run: build everything from the config, loop over epochs in host iterations of sink_size steps,
 validate, checkpoint (state.py), log and record (progress.py, records.py), resume."""
-import contextlib
 import logging
 import os
 import time
 
 import mindspore as ms
-from mindspore import nn
 
 from msvision import device
 from msvision.checkpoint import CONFIG_KEY, CheckpointManager, load_weights, read_checkpoint
@@ -20,6 +18,8 @@ from msvision.evaluate import evaluate
 from msvision.models import create_model, get_pretrained_cfg
 from msvision.optim import create_optimizer
 from msvision.schedule import global_batch_size, lr_schedule, scaled_lr
+from msvision.train.finetune import describe, freeze
+from msvision.train.loss import build_loss
 from msvision.train.progress import Progress, setup_logging
 from msvision.train.state import RunState, check_writable
 from msvision.train.step import TrainStep, sink_on_device
@@ -75,6 +75,9 @@ class Trainer:
         self.peak_lr = scaled_lr(args, self.world)
         self.lrs = lr_schedule(args, self.peak_lr, self.steps_per_epoch)
         self.net = create_model(args.model, num_classes=args.num_classes, drop_rate=args.drop_rate)
+        freeze(self.net, args.freeze, args.model)
+        self.class_counts = self.train_split.class_counts()
+        loss_fn, self.loss_note = build_loss(args, self.class_counts)
         if args.ckpt_path:
             reset = load_weights(self.net, args.ckpt_path,
                                  reset_head_prefix=get_pretrained_cfg(args.model).classifier if args.reset_head else None)
@@ -84,8 +87,8 @@ class Trainer:
             if ms.get_context("device_target") == "CPU":
                 LOG.warning("amp_level %s runs float16 kernels, which are slow on CPU: --amp_level O0 is faster here",
                             args.amp_level)
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-        self.optimizer = create_optimizer(args, self.net.trainable_params(), self.lrs)
+        self.optimizer = create_optimizer(args, self.net.trainable_params(), self.lrs,
+                                          head_prefix=get_pretrained_cfg(args.model).classifier)
         self.step = TrainStep(self.net, loss_fn, self.optimizer, args, parallel=self.world > 1, world_size=self.world)
         self.ckpts = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
                                        clean_partial=self.main)
@@ -95,27 +98,12 @@ class Trainer:
         self.state = RunState(self)
         self.progress = Progress(self)
 
-    @contextlib.contextmanager
-    def ema_weights(self):
-        """Swap the EMA weights into the model for evaluation (no-op without EMA)."""
-        if self.step.ema is None:
-            yield
-            return
-        params = list(self.net.get_parameters())
-        saved = [p.asnumpy().copy() for p in params]
-        for param, ema in zip(params, self.step.ema):
-            param.set_data(ms.Tensor(ema.asnumpy(), param.dtype))
-        try:
-            yield
-        finally:
-            for param, value in zip(params, saved):
-                param.set_data(ms.Tensor(value, param.dtype))
-
     def validate(self):
-        with self.ema_weights():
+        with self.step.ema_weights():
             metrics = evaluate(self.net, self.args, self.val_split, self.rank, self.world)
-        LOG.info("validation epoch %d%s: top-1 %.2f%%, top-5 %.2f%%, loss %.4f on %d images", self.state.epoch + 1,
-                 " (EMA weights)" if self.step.ema is not None else "", metrics["top1"], metrics["top5"],
+        LOG.info("validation epoch %d%s: top-1 %.2f%%, top-5 %.2f%%, balanced %.2f%%, worst class %.2f%%, loss %.4f "
+                 "on %d images", self.state.epoch + 1, " (EMA weights)" if self.step.ema is not None else "",
+                 metrics["top1"], metrics["top5"], metrics["balanced_accuracy"], metrics["worst_class_accuracy"],
                  metrics["loss"], metrics["count"])
         return metrics
 
@@ -131,6 +119,10 @@ class Trainer:
                  self.sink_why)
         LOG.info("model %s, %d classes, %d train images, world size %d, device %s", args.model, args.num_classes,
                  self.num_train, self.world, ms.get_context("device_target"))
+        LOG.info("%s; head_lr_scale %g", describe(self.net, args.freeze), args.head_lr_scale)
+        counts = self.class_counts
+        LOG.info("sampler %s; training images per class %d to %d (imbalance %.1f)%s", args.sampler, counts.min(),
+                 counts.max(), counts.max() / counts.min(), f"; {self.loss_note}" if self.loss_note else "")
         LOG.info("lr scaling (%s): lr %.6g at global batch %d -> effective lr %.6g at global batch %d "
                  "(%d per device x %d devices x %d accumulation)", args.lr_scale_rule, args.lr,
                  args.lr_base_batch_size, self.peak_lr, global_batch_size(args, self.world), args.batch_size,

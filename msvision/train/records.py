@@ -1,7 +1,8 @@
 """Run records: per-epoch rows in ckpt_save_dir/summary.csv and the data-wait share of step time.
 
-One row per finished epoch: mean train loss, validation top-1 / top-5 / loss (empty when not validated), the LR at
-the epoch's end, global train img/s, epoch seconds, and the share of step time spent waiting for the next batch.
+One row per finished epoch: mean train loss, validation top-1 / top-5 / balanced / worst-class accuracy / loss (empty
+when not validated), the LR at the epoch's end, global train img/s, epoch seconds, and the share of step time spent
+waiting for the next batch.
 A row for epoch E replaces any row of epoch E or later (a run resumed from an earlier checkpoint redoes those
 epochs), and the file is rewritten atomically, so a resume never leaves duplicated or missing epochs.
 """
@@ -12,8 +13,8 @@ import time
 
 from msvision.files import write_text
 
-FIELDS = ("epoch", "train_loss", "val_top1", "val_top5", "val_loss", "lr", "train_img_per_s", "epoch_seconds",
-          "data_wait_share")
+FIELDS = ("epoch", "train_loss", "val_top1", "val_top5", "val_balanced_accuracy", "val_worst_class_accuracy",
+          "val_loss", "lr", "train_img_per_s", "epoch_seconds", "data_wait_share")
 SUMMARY = "summary.csv"
 
 
@@ -66,13 +67,15 @@ class EpochSummary:
         metrics = metrics or {}
         row = {"epoch": epoch, "train_loss": f"{self.loss_sum / max(self.steps, 1):.6f}",
                "val_top1": _fmt(metrics.get("top1")), "val_top5": _fmt(metrics.get("top5")),
+               "val_balanced_accuracy": _fmt(metrics.get("balanced_accuracy")),
+               "val_worst_class_accuracy": _fmt(metrics.get("worst_class_accuracy")),
                "val_loss": _fmt(metrics.get("loss"), 6), "lr": f"{lr:.6g}",
                "train_img_per_s": f"{self.images / max(seconds, 1e-12):.2f}", "epoch_seconds": f"{seconds:.2f}",
                "data_wait_share": f"{self.timer.share():.4f}"}
         if self.main:
             rows = [r for r in read_summary(self.path) if int(r["epoch"]) < epoch] + [row]
             table = io.StringIO()
-            writer = csv.DictWriter(table, FIELDS)
+            writer = csv.DictWriter(table, FIELDS, restval="")  # rows of an older version lack new columns
             writer.writeheader()
             writer.writerows(rows)
             write_text(self.path, table.getvalue(), newline="")

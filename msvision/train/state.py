@@ -2,10 +2,11 @@
 import logging
 import os
 
+import numpy as np
 import mindspore as ms
 from mindspore import ops
 
-from msvision.checkpoint import CLASS_NAMES_KEY, CONFIG_KEY, load_weights, read_checkpoint
+from msvision.checkpoint import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY, load_weights, read_checkpoint
 from msvision.config import dump_config
 from msvision.errors import MsvisionError
 from msvision.train.step import all_finite
@@ -41,7 +42,7 @@ class RunState:
         model_names = {p.name for p in net.get_parameters()}
         entries = [{"name": p.name, "data": p} for p in net.get_parameters()]
         for param in self.t.optimizer.get_parameters():
-            if param.name not in model_names and param.name != "learning_rate":
+            if param.name not in model_names and not param.name.startswith("learning_rate"):  # LRs come from config
                 entries.append({"name": "optim." + param.name, "data": param})
         if step.dynamic:
             entries += [{"name": "state.loss_scale", "data": step.scaler.scale_value},
@@ -54,6 +55,7 @@ class RunState:
         t = self.t
         samples = self.batch_in_epoch * t.args.batch_size * t.world
         return {CONFIG_KEY: dump_config(t.args), CLASS_NAMES_KEY: "\n".join(t.classes),
+                CLASS_COUNTS_KEY: ms.Tensor(t.class_counts.astype(np.int32)),
                 "state.epoch": self.epoch, "state.samples_in_epoch": samples,
                 "state.world_size": t.world, "state.effective_lr": float(t.peak_lr),
                 "state.best_top1": -1.0 if self.best_top1 is None else float(self.best_top1)}

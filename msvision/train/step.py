@@ -5,6 +5,8 @@ dynamic scaler, halves the loss scale. All state lives in Parameters so a checkp
 The step also keeps its statistics on the device (loss sum, batches, skipped updates, consecutive non-finite
 steps), so the host reads them only when it logs or saves (read_stats), never once per step.
 """
+import contextlib
+
 import mindspore as ms
 from mindspore import nn, ops
 from mindspore.amp import DynamicLossScaler, StaticLossScaler
@@ -125,6 +127,21 @@ class TrainStep(nn.Cell):
         for param in (self.loss_sum, self.batches, self.skipped):
             ops.assign(param, ops.zeros_like(param))
         return stats
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """Swap the EMA weights into the model (for evaluation), and back afterwards; a no-op without EMA."""
+        if self.ema is None:
+            yield
+            return
+        saved = [p.asnumpy().copy() for p in self.model_params]
+        for param, ema in zip(self.model_params, self.ema):
+            param.set_data(ms.Tensor(ema.asnumpy(), param.dtype))
+        try:
+            yield
+        finally:
+            for param, value in zip(self.model_params, saved):
+                param.set_data(ms.Tensor(value, param.dtype))
 
     def _update_ema(self):
         step = self.optimizer.global_step.astype(ms.float32)
