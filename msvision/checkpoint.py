@@ -13,7 +13,7 @@ from mindspore.train import serialization as _serialization
 
 from msvision.convert.mindcv import fill_mindcv_gaps
 from msvision.errors import MsvisionError
-from msvision.files import atomic_path, write_text
+from msvision.files import WriteFailed, atomic_path, link_or_copy, write_text
 
 STATE_PREFIXES = ("optim.", "ema.", "state.")
 CONFIG_KEY = "state.config"
@@ -111,9 +111,32 @@ def load_weights(net, path_or_dict, reset_head_prefix=None, source=None):
     return sorted(reset)
 
 
+def checkpoint_bytes(save_obj, append_dict=None):
+    """The size a checkpoint of these entries will have, from above: tensor bytes plus 1 KB per entry (name, shape,
+    record framing) and the text entries."""
+    tensors = [e["data"] for e in save_obj] if isinstance(save_obj, list) else list(save_obj.get_parameters())
+    extra = sum(len(v) if isinstance(v, str) else 64 for v in (append_dict or {}).values())
+    return sum(t.nbytes for t in tensors) + 1024 * (len(tensors) + len(append_dict or {})) + extra
+
+
+@contextlib.contextmanager
+def _quiet_mindspore_log():
+    """MindSpore logs a CRITICAL line of its own when a save fails; msvision reports the failure in one line."""
+    from mindspore import log
+
+    logger = log._get_logger()  # pylint: disable=protected-access  (MindSpore's logger has no public handle)
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def save_atomic(save_obj, path, append_dict=None):
-    """ms.save_checkpoint to a hidden temporary name in the same folder, then renamed onto path (files.py)."""
-    with atomic_path(path, hidden=True, suffix=".ckpt", durable=True) as tmp:
+    """ms.save_checkpoint to a hidden temporary name in the same folder, then renamed onto path (files.py), after
+    checking that the filesystem has room for it."""
+    with _quiet_mindspore_log(), atomic_path(path, hidden=True, suffix=".ckpt", durable=True,
+                                             needed=checkpoint_bytes(save_obj, append_dict)) as tmp:
         ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
     return path
 
@@ -156,18 +179,30 @@ class CheckpointManager:
         return None
 
     def save(self, save_obj, append_dict, epoch, global_step, metric=None):
-        """Write a checkpoint atomically, update the index and apply retention; returns its path."""
+        """Write a checkpoint atomically, update the index and apply retention; returns its path. The best
+        checkpoint is a hard link to the epoch checkpoint it equals (a copy where the filesystem cannot link). A
+        checkpoint that does not fit is a one-line error naming the last intact checkpoint; nothing is left
+        half-written."""
         name = f"{self.model_name}-epoch{epoch}-step{global_step}.ckpt"
-        path = save_atomic(save_obj, os.path.join(self.save_dir, name), append_dict)
-        seq = max((e["seq"] for e in self.entries), default=0) + 1  # save order (steps restart on a world change)
-        self.entries = [e for e in self.entries if e["file"] != name]
-        self.entries.append(dict(file=name, seq=seq, epoch=epoch, global_step=global_step, metric=metric))
-        if metric is not None and (self.best is None or metric > self.best["metric"]):
-            best = f"{self.model_name}-best.ckpt"
-            save_atomic(save_obj, os.path.join(self.save_dir, best), append_dict)
-            self.best = dict(file=best, epoch=epoch, global_step=global_step, metric=metric)
-        removed = self._retained()
-        self._write_index()
+        indexed = (list(self.entries), self.best)
+        try:
+            path = save_atomic(save_obj, os.path.join(self.save_dir, name), append_dict)
+            seq = max((e["seq"] for e in self.entries), default=0) + 1  # save order (steps restart on a world change)
+            self.entries = [e for e in self.entries if e["file"] != name]
+            self.entries.append(dict(file=name, seq=seq, epoch=epoch, global_step=global_step, metric=metric))
+            if metric is not None and (self.best is None or metric > self.best["metric"]):
+                best = f"{self.model_name}-best.ckpt"
+                link_or_copy(path, os.path.join(self.save_dir, best))
+                self.best = dict(file=best, epoch=epoch, global_step=global_step, metric=metric)
+            removed = self._retained()
+            self._write_index()
+        except WriteFailed as err:
+            self.entries, self.best = indexed  # what checkpoints.json still says
+            if all(e["file"] != name for e in self.entries):  # a new file the index never listed: give its space back
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self.save_dir, name))
+            raise MsvisionError(f"{err}; last intact checkpoint: {self.latest() or 'none'}; free space or lower "
+                                f"keep_checkpoint_max") from None
         for entry in removed:
             try:
                 os.remove(os.path.join(self.save_dir, entry["file"]))

@@ -9,7 +9,7 @@ import mindspore as ms
 from mindspore import ops
 
 from msvision.data.dataset import batches
-from msvision.data.transforms import create_loader
+from msvision.data.transforms import eval_loader
 
 
 def _log_softmax(logits):
@@ -40,7 +40,7 @@ def evaluate(net, args, split, shard_id=0, num_shards=1, train_counts=None):
     num_classes = len(classes)
     confusion = np.zeros((num_classes, num_classes), np.float64)
     extra = np.zeros(2, np.float64)  # loss sum, top-5 correct
-    loader = create_loader(args, split, training=False, shard_id=shard_id, num_shards=num_shards)
+    loader = eval_loader(args, split, shard_id=shard_id, num_shards=num_shards)
     for images, labels in batches(loader.create_tuple_iterator(num_epochs=1), split.root):
         logits = net(images).asnumpy().astype(np.float64)
         labels = labels.asnumpy()

@@ -38,8 +38,8 @@ OPTIONS = _opts(
     # data
     O("data_dir", str, None, "ImageNet-style root holding <train_split>/ and <val_split>/ class folders",
       nullable=True),
-    O("dataset", str, "imagefolder", "imagefolder, or demo for the built-in digits set",
-      choices=("imagefolder", "demo")),
+    O("dataset", str, "imagefolder", "imagefolder (class folders), demo (the built-in digits), cifar10 or cifar100 "
+      "(data_dir: the binary archive's folder)", choices=("imagefolder", "demo", "cifar10", "cifar100")),
     O("train_split", str, "train", "sub-folder of data_dir with training images"),
     O("val_split", str, "val", "sub-folder of data_dir with validation images"),
     O("num_parallel_workers", int, 2, "data loading workers per process", low=1),
@@ -47,14 +47,39 @@ OPTIONS = _opts(
     O("drop_remainder", bool, True, "drop the last incomplete training batch"),
     O("image_resize", int, None, "training/eval crop size; default: the model's pretrained input size",
       low=8, nullable=True),
+    # augmentation
+    O("exact_resume", bool, True, "key every random augmentation by the sample's place in the run, so that a killed "
+      "and resumed run ends bit-identical (Python worker processes; false: MindSpore's C++ threads, faster, and a "
+      "resume draws other augmentations)"),
     O("scale", float, [0.08, 1.0], "random-resized-crop area range", low=0.0, high=1.0, is_list=True),
     O("ratio", float, [0.75, 1.333], "random-resized-crop aspect range", low=0.0, is_list=True),
+    O("crop_padding", int, 0, "instead of the random resized crop: resize to the input size, pad this many pixels on "
+      "each side and crop at random (the CIFAR '4 px shift')", low=0),
     O("hflip", float, 0.5, "horizontal flip probability", low=0.0, high=1.0),
-    O("color_jitter", float, None, "brightness/contrast/saturation jitter strength", low=0.0, nullable=True),
-    O("auto_augment", str, None, "RandAugment as 'randaug-m9-n2' (magnitude, ops)", nullable=True),
-    O("re_prob", float, 0.0, "random erasing probability", low=0.0, high=1.0),
+    O("vflip", float, 0.0, "vertical flip probability", low=0.0, high=1.0),
+    O("color_jitter", float, None, "brightness/contrast/saturation jitter strength (not with auto_augment)", low=0.0,
+      nullable=True),
+    O("auto_augment", str, None, "randaug-m9-n2[-mstd0.5][-inc1] (RandAugment, m on MindCV's and timm's 0-10 "
+      "scale), autoaug (AutoAugment, ImageNet policy) or trivialaug (TrivialAugmentWide)", nullable=True),
+    O("re_prob", float, 0.0, "random erasing probability (timm's RandomErasing, after normalisation)", low=0.0,
+      high=1.0),
+    O("re_scale", float, [0.02, 0.3333], "random erasing: area range of the erased region(s)", low=0.0, high=1.0,
+      is_list=True),
+    O("re_ratio", float, [0.3, 3.3333], "random erasing: aspect ratio range (log-uniform)", low=0.0, open_low=True,
+      is_list=True),
+    O("re_value", str, "0", "random erasing fill: 0, or random (per-pixel standard normal, timm's 'pixel' mode)",
+      choices=("0", "random"), int_as_str=True),
+    O("re_count", int, 1, "random erasing: up to this many regions per image (1 to re_count, as timm)", low=1),
+    O("cutout_length", int, 0, "Cutout: side of each square patch set to 0 after normalisation (0 = off)", low=0),
+    O("cutout_count", int, 1, "Cutout: patches per image", low=1),
     O("mixup", float, 0.0, "mixup alpha (0 = off)", low=0.0),
     O("cutmix", float, 0.0, "cutmix alpha (0 = off)", low=0.0),
+    O("mixup_prob", float, 1.0, "probability that a batch is mixed at all", low=0.0, high=1.0),
+    O("mixup_switch_prob", float, 0.5, "with mixup and cutmix on: probability of cutmix for a mixed batch", low=0.0,
+      high=1.0),
+    O("mixup_off_epoch", int, 0, "no mixing from this epoch on (0-based, as timm; 0 = never off)", low=0),
+    O("aug_repeats", int, 1, "repeated augmentation: each drawn image appears this many times in a row (on different "
+      "ranks), the epoch keeping the split's length (timm's RepeatAugSampler)", low=1),
     O("interpolation", str, None, "resize interpolation; default: the model's", nullable=True,
       choices=("bilinear", "bicubic", "nearest", "area")),
     O("crop_pct", float, None, "eval centre-crop fraction; default: the model's", low=0.05, high=1.0,

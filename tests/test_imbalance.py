@@ -9,7 +9,7 @@ import pytest
 import msvision
 from msvision.checkpoint import CheckpointManager, read_checkpoint
 from msvision.config import parse_config
-from msvision.data.dataset import EpochOrder, epoch_draw, epoch_indices
+from msvision.data.dataset import EpochOrder, epoch_draw, rank_order
 from msvision.optim import create_optimizer
 from msvision.train.loss import ClassificationLoss, class_weights, logit_offsets
 from tests.conftest import make_image_folder, run_cli
@@ -52,17 +52,19 @@ def test_draw_is_seeded_by_seed_and_epoch_and_uniform_is_a_permutation():
 def test_ranks_split_the_draw_by_position_and_resume_continues_it():
     n = len(LABELS)  # 262: odd per-rank padding with 4 ranks
     draw = epoch_draw(n, 2, 3, True, LABELS, 0.5)
-    shards = [epoch_indices(n, 2, 3, True, 4, r, labels=LABELS, power=0.5) for r in range(4)]
+    shards = [rank_order(n, 2, 3, True, 4, r, labels=LABELS, power=0.5) for r in range(4)]
     per_rank = -(-n // 4)
     padded = np.resize(draw, per_rank * 4)
-    for rank, shard in enumerate(shards):  # rank r holds positions r, r+4, ... of the one draw
-        assert np.array_equal(shard, padded[rank::4])
-    positions = sorted(p for r in range(4) for p in range(r, per_rank * 4, 4))
-    assert positions == list(range(per_rank * 4))  # disjoint in position, together the whole (padded) draw
+    for rank, (positions, items) in enumerate(shards):  # rank r holds positions r, r+4, ... of the one draw
+        assert np.array_equal(positions, np.arange(rank, per_rank * 4, 4)) and np.array_equal(items, padded[rank::4])
+    assert sorted(np.concatenate([p for p, _ in shards]).tolist()) == list(range(per_rank * 4))  # disjoint, whole
     # a resumed epoch (EpochOrder, the run's sampler) continues the same draw, and the next epoch is whole
     order = EpochOrder(n, 3, True, 4, 1, first_epoch=2, skip=17, labels=LABELS, power=0.5)
-    assert list(iter(order)) == shards[1][17:].tolist()
-    assert list(iter(order)) == epoch_indices(n, 3, 3, True, 4, 1, labels=LABELS, power=0.5).tolist()
+    decoded = [order.ids.decode(i) for i in iter(order)]
+    assert decoded == [(2, p, i) for p, i in zip(shards[1][0][17:].tolist(), shards[1][1][17:].tolist())]
+    positions, items = rank_order(n, 3, 3, True, 4, 1, labels=LABELS, power=0.5)
+    assert [order.ids.decode(i) for i in iter(order)] == [(3, p, i) for p, i in zip(positions.tolist(),
+                                                                                    items.tolist())]
 
 
 def test_class_weights_by_hand():

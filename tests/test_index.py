@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from msvision.config import parse_config
-from msvision.data.dataset import epoch_indices
+from msvision.data.dataset import rank_order
 from msvision.data.index import index_base, split_index
-from msvision.data.transforms import create_loader
+from msvision.data.transforms import train_loader
 from tests.conftest import REPO_ROOT, make_image_folder
 
 
@@ -72,9 +72,9 @@ def test_one_pipeline_gives_each_epoch_in_its_seeded_order(image_folder, skip):
     args = parse_config(["--model", "vgg11", "--num_classes", "4", "--image_resize", "32", "--batch_size", "8",
                          "--num_parallel_workers", "1", "--seed", "5"])
     limit = 24  # of the 32 items rank 1 of 2 holds per epoch
-    loader = create_loader(args, index, True, first_epoch=2, shard_id=1, num_shards=2, skip=skip, limit=limit)
+    loader = train_loader(args, index, first_epoch=2, shard_id=1, num_shards=2, skip=skip, limit=limit)
     iterator = loader.create_tuple_iterator(num_epochs=3, output_numpy=True)
     for epoch in (2, 3, 4):
         seen = np.concatenate([batch[1] for batch in iterator])
-        expected = labels[epoch_indices(64, epoch, 5, True, 2, 1)[:limit][skip if epoch == 2 else 0:]]
+        expected = labels[rank_order(64, epoch, 5, True, 2, 1)[1][:limit][skip if epoch == 2 else 0:]]
         assert np.array_equal(seen, expected), epoch

@@ -122,7 +122,7 @@ def test_ema_dynamic_loss_scale_and_augmentations(tmp_path, image_folder):
                    "--image_resize", "32", "--batch_size", "8", "--epoch_size", "2", "--lr", "0.05",
                    "--ema", "true", "--ema_decay", "0.5", "--loss_scale_type", "dynamic", "--loss_scale", "1e38",
                    "--clip_grad", "true", "--clip_value", "1", "--mixup", "0.2", "--cutmix", "1.0",
-                   "--auto_augment", "randaug-m9-n2", "--re_prob", "0.25", "--color_jitter", "0.3",
+                   "--auto_augment", "randaug-m9-n2", "--re_prob", "0.25",
                    "--label_smoothing", "0.1", "--ckpt_save_dir", tmp_path, "--log_interval", "1"]).stdout
     assert re.search(r"\d+ of the last \d+ steps had non-finite gradients, updates skipped", out)
     assert "(EMA weights)" in out

@@ -1,17 +1,23 @@
-"""ImageNet-style split folders -> one mindspore.dataset source per run with exact, resumable data order.
+"""Splits (class folders or CIFAR archives) and one run's exact, resumable sample order.
 
-Each epoch's order is a permutation seeded by (seed, epoch); rank r of N takes every N-th item of it (the
-num_shards/shard_id split), and a resumed epoch skips the items already consumed. The sampler yields those orders
-epoch after epoch, so one pipeline serves the whole run; files come from the split's checked index (index.py).
+Each epoch's order is a draw seeded by (seed, epoch): a permutation (sampler uniform) or a class-weighted draw with
+replacement (class_balanced, sqrt); with aug_repeats R each drawn item is repeated R times in a row, as in timm's
+RepeatAugSampler (so the repeats land on different ranks). Rank r of N takes positions r, r + N, ... of the draw
+(wrapping at its end), ceil(n / N) of them: every epoch has the length of the split. A resumed epoch skips what was
+consumed. The sampler yields sample ids that encode (epoch, position, item), so each sample's augmentation is keyed
+by its place in the run (augment.py) and a resumed run draws exactly what the uninterrupted one drew.
 """
 import os
 
 import numpy as np
 import mindspore.dataset as ds
 
+from msvision.data.cifar import open_cifar
 from msvision.data.demo import prepare_demo
 from msvision.data.index import split_index
 from msvision.errors import MsvisionError
+
+SAMPLER_POWER = {"uniform": None, "class_balanced": 0.0, "sqrt": 0.5}
 
 
 def batches(iterator, root):
@@ -26,7 +32,9 @@ def batches(iterator, root):
 
 
 def open_split(args, split):
-    """The checked index of a split folder (SplitIndex); the folder must exist and hold non-empty class folders."""
+    """A split of the configured dataset: a checked folder index (SplitIndex) or CIFAR records (CifarSplit)."""
+    if args.dataset in ("cifar10", "cifar100"):
+        return open_cifar(args.data_dir, args.dataset, split == args.train_split)
     if args.dataset == "demo":
         data_dir = prepare_demo(args.data_dir)
     else:
@@ -46,9 +54,6 @@ def open_split(args, split):
     return split_index(root, classes)
 
 
-SAMPLER_POWER = {"uniform": None, "class_balanced": 0.0, "sqrt": 0.5}
-
-
 def epoch_draw(num_items, epoch, seed, shuffle, labels=None, power=None):
     """The whole epoch's item order, before sharding, seeded by (seed, epoch). power None: a permutation (each item
     once; identity without shuffle). power q: num_items draws with replacement, class c with probability
@@ -65,49 +70,62 @@ def epoch_draw(num_items, epoch, seed, shuffle, labels=None, power=None):
     return members[starts[drawn] + within]
 
 
-def epoch_indices(num_items, epoch, seed, shuffle, num_shards, shard_id, skip=0, labels=None, power=None):
-    """This rank's item indices for one epoch (padded by wrapping so every rank gets the same count): rank r takes
-    positions r, r + N, r + 2N, ... of the epoch's draw."""
-    order = epoch_draw(num_items, epoch, seed, shuffle, labels, power)
-    per_rank = -(-num_items // num_shards)
-    order = np.resize(order, per_rank * num_shards)  # np.resize repeats from the start
-    return order[shard_id::num_shards][skip:]
+def rank_order(num_items, epoch, seed, shuffle, num_shards, shard_id, labels=None, power=None, repeats=1):
+    """(positions in the epoch's draw, items) of this rank for one epoch: positions r, r + N, ..., ceil(n / N) of
+    them, the draw (each item repeated `repeats` times in a row) wrapping at its end."""
+    draw = np.repeat(epoch_draw(num_items, epoch, seed, shuffle, labels, power), repeats)
+    positions = np.arange(shard_id, -(-num_items // num_shards) * num_shards, num_shards)
+    return positions, draw[positions % len(draw)]
+
+
+class SampleIds:
+    """Sample id <-> (epoch, position, item): one integer through the pipeline's sampler and columns."""
+
+    def __init__(self, num_items):
+        self.num_items, self.stride = num_items, 2 * num_items  # positions < ceil(n / N) * N < 2n
+
+    def encode(self, epoch, positions, items):
+        return (epoch * self.stride + positions) * self.num_items + items
+
+    def decode(self, sample_id):
+        rest, item = divmod(int(sample_id), self.num_items)
+        epoch, position = divmod(rest, self.stride)
+        return epoch, position, item
 
 
 class EpochOrder(ds.Sampler):
-    """This rank's item order for epoch after epoch, from first_epoch on: the first `limit` items of each epoch
-    (all when None; the items its whole batches use), the first epoch skipping `skip` items (a resumed partial
-    epoch). One sampler serves the whole run, so the pipeline is built once. With labels and power, each epoch is
-    a class-weighted draw (epoch_draw)."""
+    """This rank's sample ids for epoch after epoch, from first_epoch on: the first `limit` of each epoch (all when
+    None; the samples its whole batches use), the first epoch skipping `skip` (a resumed partial epoch). One sampler
+    serves the whole run, so the pipeline is built once."""
 
     def __init__(self, num_items, seed, shuffle, num_shards, shard_id, first_epoch=0, skip=0, limit=None,
-                 labels=None, power=None):
+                 labels=None, power=None, repeats=1):
         super().__init__()
-        self.limit = limit
-        self.num_items, self.seed, self.shuffle = num_items, seed, shuffle
-        self.num_shards, self.shard_id = num_shards, shard_id
-        self.epoch, self.skip = first_epoch, skip
-        self.labels, self.power = labels, power
+        self.ids = SampleIds(num_items)
+        self.order = dict(num_items=num_items, seed=seed, shuffle=shuffle, num_shards=num_shards, shard_id=shard_id,
+                          labels=labels, power=power, repeats=repeats)
+        self.epoch, self.skip, self.limit = first_epoch, skip, limit
+
+    def epoch_ids(self, epoch):
+        """This rank's sample ids of one whole epoch."""
+        positions, items = rank_order(epoch=epoch, **self.order)
+        return self.ids.encode(epoch, positions, items)[:self.limit]
 
     def __iter__(self):
-        indices = epoch_indices(self.num_items, self.epoch, self.seed, self.shuffle, self.num_shards,
-                                self.shard_id, labels=self.labels, power=self.power)[:self.limit][self.skip:]
+        ids = self.epoch_ids(self.epoch)[self.skip:]
         self.epoch, self.skip = self.epoch + 1, 0
-        return iter(indices.tolist())
+        return iter(ids.tolist())
 
 
-def split_rows(index, sampler):
-    """The (relative path, label) rows of a split index in the sampler's order; file_reader(index) turns a path
-    into the file's bytes (the first op of the image map)."""
-    with np.load(index.files) as arrays:
-        return ds.NumpySlicesDataset({"image": arrays["paths"], "label": arrays["labels"]}, sampler=sampler)
+class SampleSource:
+    """Random-access source of the training pipeline: the sampler's id is the only column (augment.py reads the
+    item it names)."""
 
+    def __init__(self, num_items):
+        self.num_items = num_items
 
-def file_reader(index):
-    """Path -> encoded bytes. MindSpore's ManifestDataset would read from a list in C++, but it opens every file
-    at start-up on every rank, which is what the index avoids."""
-    root = index.root.encode() + b"/"
+    def __getitem__(self, sample_id):
+        return (np.array(sample_id, np.int64),)
 
-    def read(relative):
-        return np.fromfile(root + relative.item(), np.uint8)
-    return read
+    def __len__(self):
+        return self.num_items

@@ -58,18 +58,39 @@ class SplitIndex(NamedTuple):
         with np.load(self.files) as arrays:
             return arrays["labels"]
 
+    kind = "encoded"  # items are encoded image files (CIFAR splits hold pixels)
+
     def class_counts(self):
         """Images per class folder (index = label)."""
         return np.bincount(self.labels(), minlength=len(self.classes))
 
+    def describe(self):
+        return (f"{self.root}: {self.num_items} images in {len(self.classes)} classes (index {self.how}: "
+                f"{self.files[:-len('.npz')]}.json)")
 
-def log_index(index):
-    """Log how a split was indexed and the files it skipped (called once the run's log is set up)."""
-    LOG.info("%s: %d images in %d classes (index %s: %s)", index.root, index.num_items, len(index.classes), index.how,
-             index.files[:-len(".npz")] + ".json")
-    if index.meta["skipped"]:
-        LOG.warning("%s: skipped %d files without an image extension (e.g. %s)", index.root, index.meta["skipped"],
-                    index.meta["skipped_example"])
+    def reader(self):
+        """item -> the file's bytes (picklable, for pipeline worker processes)."""
+        with np.load(self.files) as arrays:
+            return FileReader(self.root, arrays["paths"])
+
+
+class FileReader:
+    """Item -> encoded bytes of its file. MindSpore's ManifestDataset would read from a list in C++, but it opens
+    every file at start-up on every rank, which is what the index avoids."""
+
+    def __init__(self, root, paths):
+        self.root, self.paths = root.encode() + b"/", paths
+
+    def __call__(self, item):
+        return np.fromfile(self.root + self.paths[item], np.uint8)
+
+
+def log_index(split):
+    """Log how a split was read and the files it skipped (called once the run's log is set up)."""
+    LOG.info("%s", split.describe())
+    if split.meta["skipped"]:
+        LOG.warning("%s: skipped %d files without an image extension (e.g. %s)", split.root, split.meta["skipped"],
+                    split.meta["skipped_example"])
 
 
 def cache_dir():

@@ -1,18 +1,22 @@
-"""Train and eval pipelines from the config and the model's pretrained cfg (mean, std, crop_pct, interpolation)."""
+"""Train and eval pipelines from the config and the model's pretrained cfg (mean, std, crop_pct, interpolation).
+
+Training: sampler (sample ids, dataset.py) -> keyed per-sample augmentation in worker processes (augment.py) ->
+batch -> keyed batch mixing (mixing.py). Evaluation: rank r takes every N-th item; decode, resize, centre crop,
+normalise with MindSpore's C++ ops.
+"""
 import math
 import os
 
+import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
 import mindspore.dataset.transforms as T
 import mindspore.dataset.vision as V
 
-from msvision.data.dataset import SAMPLER_POWER, EpochOrder, file_reader, split_rows
-from msvision.errors import MsvisionError
+from msvision.data.augment import INTERPOLATION, AugmentNormalised, ReadAndAugment, train_ops
+from msvision.data.dataset import SAMPLER_POWER, EpochOrder, SampleSource
+from msvision.data.mixing import BatchMixing
 from msvision.models import get_pretrained_cfg
-
-INTERPOLATION = {"bilinear": V.Inter.BILINEAR, "bicubic": V.Inter.BICUBIC, "nearest": V.Inter.NEAREST,
-                 "area": V.Inter.AREA}
 
 
 def preprocessing(args):
@@ -27,68 +31,67 @@ def preprocessing(args):
     )
 
 
-def _rand_augment(spec):
-    try:
-        parts = dict((p[0], int(p[1:])) for p in spec.split("-")[1:])
-        assert spec.startswith("randaug")
-        return V.RandAugment(num_ops=parts.get("n", 2), magnitude=parts.get("m", 9))
-    except (AssertionError, ValueError, IndexError):
-        raise MsvisionError(f"auto_augment must look like 'randaug-m9-n2', got '{spec}'") from None
-
-
-def train_transforms(args):
-    pre = preprocessing(args)
-    ops = [V.RandomCropDecodeResize(pre["size"], scale=tuple(args.scale), ratio=tuple(args.ratio),
-                                    interpolation=INTERPOLATION[pre["interpolation"]])]
-    if args.hflip > 0:
-        ops.append(V.RandomHorizontalFlip(args.hflip))
-    if args.auto_augment:
-        ops.append(_rand_augment(args.auto_augment))
-    elif args.color_jitter:
-        ops.append(V.RandomColorAdjust(brightness=args.color_jitter, contrast=args.color_jitter,
-                                       saturation=args.color_jitter))
-    ops += [V.Normalize(pre["mean"], pre["std"]), V.HWC2CHW()]
-    if args.re_prob > 0:
-        ops.append(V.RandomErasing(prob=args.re_prob))
-    return ops
-
-
-def eval_transforms(args):
+def eval_transforms(args, kind="encoded"):
     """Decode, resize the short side to size / crop_pct, centre crop, normalise. Decoding and resizing run on PIL
-    images, as timm and torchvision do, so converted weights are validated with their reference preprocessing."""
+    images, as timm and torchvision do, so converted weights are validated with their reference preprocessing.
+    CIFAR pixels (kind 'pixels') start as HWC arrays."""
     pre = preprocessing(args)
     resize = int(math.floor(pre["size"] / pre["crop_pct"]))
-    return [V.Decode(to_pil=True), V.Resize(resize, INTERPOLATION[pre["interpolation"]]), V.CenterCrop(pre["size"]),
-            V.ToNumpy(), V.Normalize(pre["mean"], pre["std"]), V.HWC2CHW()]
+    decode = [V.Decode(to_pil=True)] if kind == "encoded" else [V.ToPIL()]
+    return decode + [V.Resize(resize, INTERPOLATION[pre["interpolation"]]), V.CenterCrop(pre["size"]), V.ToNumpy(),
+                     V.Normalize(pre["mean"], pre["std"]), V.HWC2CHW()]
 
 
-def create_loader(args, index, training, first_epoch=0, shard_id=0, num_shards=1, skip=0, limit=None):
-    """Batched (image, label) pipeline for this rank. Training: one pipeline for every epoch from first_epoch on
-    (iterate it once per epoch; `limit` and `skip` as in EpochOrder; batches may carry mixup/cutmix). Evaluation:
-    one pass, rank r taking every N-th image."""
-    if training:
-        power = SAMPLER_POWER[args.sampler]
-        sampler = EpochOrder(index.num_items, args.seed, True, num_shards, shard_id, first_epoch, skip, limit,
-                             labels=None if power is None else index.labels(), power=power)
-    else:
-        sampler = ds.SubsetSampler(list(range(shard_id, index.num_items, num_shards)))
+def _workers(args):
+    return min(args.num_parallel_workers, os.cpu_count() or 1)  # recipes ask for 8; a laptop may have fewer
+
+
+def train_loader(args, split, first_epoch=0, shard_id=0, num_shards=1, skip=0, limit=None):
+    """One batched (image, label) pipeline for every epoch from first_epoch on (iterate it once per epoch);
+    `limit` and `skip` as in EpochOrder. Labels are one-hot float targets when mixup or cutmix is on.
+
+    exact_resume: the random ops run keyed (augment.py) in worker processes, since each sample sets the
+    process-global seed of its ops, which threads would race on. Otherwise MindSpore runs them in its C++ threads,
+    seeded once per pipeline. Normalisation always runs in the C++ threads."""
+    power = SAMPLER_POWER[args.sampler]
+    labels = split.labels()
+    order = EpochOrder(split.num_items, args.seed, True, num_shards, shard_id, first_epoch, skip, limit,
+                       labels=None if power is None else labels, power=power, repeats=args.aug_repeats)
+    pre = preprocessing(args)
+    before, after = train_ops(args, pre, split.kind)
+    workers = _workers(args)
+    threads = dict(num_parallel_workers=workers)
+    keyed = dict(num_parallel_workers=workers, python_multiprocessing=workers > 1)
+    rng = np.random.RandomState(args.seed * 1000 + first_epoch)
     ds.config.set_seed(args.seed * 1000 + first_epoch)
-    workers = min(args.num_parallel_workers, os.cpu_count() or 1)  # recipes ask for 8; a laptop may have fewer
-    data = split_rows(index, sampler)
-    image_ops = [file_reader(index)] + (train_transforms(args) if training else eval_transforms(args))
-    data = data.map(image_ops, input_columns="image", num_parallel_workers=workers)
+    data = ds.GeneratorDataset(SampleSource(split.num_items), ["id"], sampler=order)
+    columns = dict(input_columns=["id"], output_columns=["image", "label", "id"])
+    if args.exact_resume:
+        data = data.map(ReadAndAugment(args.seed, order.ids, before, split.reader(), labels), **columns, **keyed)
+    else:
+        data = data.map(ReadAndAugment(args.seed, order.ids, [], split.reader(), labels), **columns, **threads)
+        data = data.map([op.unkeyed(rng) for op in before], input_columns="image", **threads)
+    data = data.map([V.Normalize(pre["mean"], pre["std"]), V.HWC2CHW()], input_columns="image", **threads)
+    if after and args.exact_resume:
+        data = data.map(AugmentNormalised(args.seed, order.ids, after, offset=len(before)),
+                        input_columns=["image", "id"], output_columns=["image", "id"], **keyed)
+    elif after:
+        data = data.map([op.unkeyed(rng) for op in after], input_columns="image", **threads)
+    data = data.batch(args.batch_size, drop_remainder=args.drop_remainder)
+    if args.mixup > 0 or args.cutmix > 0:
+        return data.map(BatchMixing(args, order.ids), input_columns=["image", "label", "id"],
+                        output_columns=["image", "label"])
+    return data.project(["image", "label"])
+
+
+def eval_loader(args, split, shard_id=0, num_shards=1):
+    """One pass over a split, rank r taking items r, r + N, ... (no padding)."""
+    sampler = ds.SubsetSampler(list(range(shard_id, split.num_items, num_shards)))
+    if split.kind == "encoded":  # item numbers, read into file bytes by the first op
+        data = ds.NumpySlicesDataset({"image": np.arange(split.num_items), "label": split.labels()}, sampler=sampler)
+        data = data.map([split.reader()], input_columns="image", num_parallel_workers=_workers(args))
+    else:
+        data = ds.NumpySlicesDataset({"image": split.images, "label": split.labels()}, sampler=sampler)
+    data = data.map(eval_transforms(args, split.kind), input_columns="image", num_parallel_workers=_workers(args))
     data = data.map(T.TypeCast(ms.int32), input_columns="label")
-    mixing = training and (args.mixup > 0 or args.cutmix > 0)
-    if mixing:
-        data = data.map(T.OneHot(args.num_classes), input_columns="label")
-    data = data.batch(args.batch_size, drop_remainder=training and args.drop_remainder)
-    if mixing:
-        batch_ops = []
-        if args.mixup > 0:
-            batch_ops.append(V.MixUpBatch(args.mixup))
-        if args.cutmix > 0:
-            batch_ops.append(V.CutMixBatch(V.ImageBatchFormat.NCHW, args.cutmix))
-        data = data.map(T.RandomChoice(batch_ops) if len(batch_ops) > 1 else batch_ops[0],
-                        input_columns=["image", "label"])
-        data = data.map(T.TypeCast(ms.float32), input_columns="label")
-    return data
+    return data.batch(args.batch_size, drop_remainder=False)

@@ -1,8 +1,59 @@
 """Small building blocks shared by the model families. Parameter paths follow timm's module names."""
 import math
+import zlib
 
+import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
+
+# The training step's random counter: (seed offset + micro-batch number) x world size + rank, set by the trainer
+# and advanced by the train step. Keyed dropout reads it, so its masks are a function of the run's position (exact
+# on resume; MindSpore's Dropout keeps its generator state inside the kernel, where no checkpoint can reach it).
+RNG_COUNTER = ms.Parameter(ms.Tensor(0, ms.int64), name="state.rng_counter", requires_grad=False)
+_LOW32 = 0xFFFFFFFF
+
+
+def _hash32(x):
+    """A 32-bit integer mix of int64 values below 2^32 (constants below 2^31, so products stay below 2^63)."""
+    x = ops.bitwise_xor(x, ops.bitwise_right_shift(x, 16))
+    x = ops.bitwise_and(x * 0x7FEB352D, _LOW32)
+    x = ops.bitwise_xor(x, ops.bitwise_right_shift(x, 15))
+    x = ops.bitwise_and(x * 0x5BD1E995, _LOW32)
+    return ops.bitwise_xor(x, ops.bitwise_right_shift(x, 16))
+
+
+def keyed_uniform(shape, salt):
+    """Uniform [0, 1) values of `shape`, a function of RNG_COUNTER, the layer's salt and the element's index."""
+    key = _hash32(ops.bitwise_xor(ops.bitwise_and(RNG_COUNTER, _LOW32), salt))
+    count = 1
+    for size in shape:
+        count *= size
+    index = ops.arange(0, count, dtype=ms.int64).reshape(shape)
+    return _hash32(ops.bitwise_xor(_hash32(index), key)).astype(ms.float32) / 4294967296.0
+
+
+class KeyedDropout(nn.Cell):
+    """Dropout whose mask is keyed by the train step's counter (RNG_COUNTER) and the layer's name: the same step of
+    a resumed run drops the same units. Identity in eval mode or with p = 0."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        self.p = float(p)
+        self.salt = 0  # set from the layer's name by name_random_layers
+
+    def construct(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = keyed_uniform(x.shape, self.salt) >= self.p
+        return ops.select(keep, x / (1.0 - self.p), ops.zeros_like(x))
+
+
+def name_random_layers(net):
+    """Give every keyed random layer a salt from its parameter path, so layers draw independent masks."""
+    for name, cell in net.cells_and_names():
+        if hasattr(cell, "salt"):
+            cell.salt = zlib.crc32(name.encode())
+    return net
 
 
 def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=False):
@@ -109,7 +160,7 @@ class ClassifierHead(nn.Cell):
 
     def __init__(self, in_features, num_classes, drop_rate=0.0):
         super().__init__()
-        self.drop = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
+        self.drop = KeyedDropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = nn.Dense(in_features, num_classes)
 
     def construct(self, x):

@@ -5,6 +5,7 @@ import fnmatch
 from typing import Callable, Dict, Optional, Tuple
 
 from msvision.errors import MsvisionError
+from msvision.models.layers import name_random_layers
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,7 +63,7 @@ def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, drop_
     kwargs = dict(num_classes=num_classes, in_channels=in_channels)
     if drop_rate is not None:
         kwargs["drop_rate"] = drop_rate
-    net = _MODELS[name](**kwargs)
+    net = name_random_layers(_MODELS[name](**kwargs))
     if checkpoint_path:
         from msvision.checkpoint import load_weights
         load_weights(net, checkpoint_path)

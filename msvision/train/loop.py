@@ -11,7 +11,8 @@ from msvision.checkpoint import CONFIG_KEY, CheckpointManager, load_weights, rea
 from msvision.config import config_dict, config_from_text, dump_config, parse_config
 from msvision.data.dataset import batches, open_split
 from msvision.data.index import log_index
-from msvision.data.transforms import create_loader
+from msvision.data.augment import check_augment_options
+from msvision.data.transforms import preprocessing, train_loader
 from msvision.errors import MsvisionError
 from msvision.files import write_text
 from msvision.evaluate import evaluate
@@ -42,6 +43,7 @@ class Trainer:
 
     def __init__(self, args):
         self.args = args
+        check_augment_options(args, preprocessing(args)["size"])
         self.execution = device.setup_device(args)  # (device, jit level, why): logged when the run starts
         self.sink_size = _sink_size(args)
         self.sink, self.sink_why = device.resolve_sink_mode(args.dataset_sink_mode, self.execution[0],
@@ -185,14 +187,15 @@ class Trainer:
             write_text(os.path.join(args.ckpt_save_dir, "config.yaml"), dump_config(args))
         self._log_start()
         last_metrics, sink_calls = None, {}
+        self.step.seek_random(args.seed, s.epoch * self.batches_per_epoch + s.batch_in_epoch, self.rank)
         if s.epoch < args.epoch_size:  # one pipeline (and one compiled step) for every remaining epoch
-            self.loader = create_loader(args, self.train_split, True, s.epoch, self.rank, self.world,
-                                        skip=s.batch_in_epoch * args.batch_size,
-                                        limit=self.batches_per_epoch * args.batch_size)
+            self.loader = train_loader(args, self.train_split, s.epoch, self.rank, self.world,
+                                       skip=s.batch_in_epoch * args.batch_size,
+                                       limit=self.batches_per_epoch * args.batch_size)
             iterator = None if self.sink else self.loader.create_tuple_iterator(num_epochs=args.epoch_size - s.epoch)
         while s.epoch < args.epoch_size:
             self.net.set_train(True)
-            self.progress.start_epoch(s.epoch * self.batches_per_epoch + s.batch_in_epoch)
+            self.progress.start_epoch(s.epoch * self.batches_per_epoch + s.batch_in_epoch, s.take_carried())
             epoch_batches = None if self.sink else batches(iterator, self.train_split.root)
             self._train_epoch(epoch_batches, sink_calls)
             metric = epoch_metrics = None

@@ -7,9 +7,22 @@ import sys
 import time
 
 from msvision.errors import MsvisionError
+from msvision.files import DISK_ERRORS
 from msvision.train.records import EpochSummary
 
 LOG = logging.getLogger("msvision")
+
+
+class RunLogFile(logging.FileHandler):
+    """ckpt_save_dir/train.log. When the disk is full a log line cannot be kept: the file stops taking lines (the
+    console keeps them all) instead of printing a traceback per line; the run's next file write (summary.csv,
+    checkpoint) reports the full disk in one line."""
+
+    def handleError(self, record):
+        if isinstance(sys.exc_info()[1], OSError) and sys.exc_info()[1].errno in DISK_ERRORS:
+            LOG.removeHandler(self)
+            return
+        super().handleError(record)
 
 
 def setup_logging(save_dir, main_process):
@@ -20,7 +33,7 @@ def setup_logging(save_dir, main_process):
     formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
     handlers = [logging.StreamHandler(sys.stdout)]
     if main_process:
-        handlers.append(logging.FileHandler(os.path.join(save_dir, "train.log"), delay=True))
+        handlers.append(RunLogFile(os.path.join(save_dir, "train.log"), delay=True))
     for handler in handlers:
         handler.setFormatter(formatter)
         LOG.addHandler(handler)
@@ -39,11 +52,14 @@ class Progress:
     def _new_window(self):
         self.window_start, self.loss_sum, self.batches, self.skipped = time.time(), 0.0, 0, 0
 
-    def start_epoch(self, done):
-        """Call at the start of each epoch with the batches done so far in the run."""
+    def start_epoch(self, done, carried=None):
+        """Call at the start of each epoch with the batches done so far in the run; `carried` (loss sum, batches) is
+        the part of a resumed epoch trained before the checkpoint, so the epoch's mean loss is the whole epoch's."""
         if self.done_at_start is None:
             self.done_at_start = done
         self.summary.start_epoch()
+        if carried:
+            self.summary.add(carried[0], carried[1], 0)
         self._new_window()
 
     @property

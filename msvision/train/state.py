@@ -32,6 +32,11 @@ class RunState:
     def __init__(self, trainer):
         self.t = trainer
         self.epoch, self.batch_in_epoch, self.best_top1 = 0, 0, None
+        self.carried = None  # (loss sum, batches) of a resumed epoch's part before the checkpoint
+
+    def take_carried(self):
+        carried, self.carried = self.carried, None
+        return carried
 
     def optimizer_steps(self):
         return int(self.t.optimizer.global_step.asnumpy().reshape(-1)[0])
@@ -58,7 +63,9 @@ class RunState:
                 CLASS_COUNTS_KEY: ms.Tensor(t.class_counts.astype(np.int32)),
                 "state.epoch": self.epoch, "state.samples_in_epoch": samples,
                 "state.world_size": t.world, "state.effective_lr": float(t.peak_lr),
-                "state.best_top1": -1.0 if self.best_top1 is None else float(self.best_top1)}
+                "state.best_top1": -1.0 if self.best_top1 is None else float(self.best_top1),
+                "state.epoch_loss_sum": float(t.progress.summary.loss_sum),
+                "state.epoch_batches": int(t.progress.summary.steps)}
 
     def save(self, metric=None):
         """Write a resume checkpoint at the current position (rank 0; never with non-finite weights)."""
@@ -98,6 +105,8 @@ class RunState:
         t.optimizer.global_step.set_data(ms.Tensor([global_step], ms.int32))
         if self.batch_in_epoch >= t.batches_per_epoch:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        elif self.batch_in_epoch and "state.epoch_batches" in ckpt:
+            self.carried = (float(ckpt["state.epoch_loss_sum"].asnumpy()), int(ckpt["state.epoch_batches"].asnumpy()))
         LOG.info("resumed from %s: epoch %d, batch %d of %d, optimizer step %d", path, self.epoch + 1,
                  self.batch_in_epoch, t.batches_per_epoch, global_step)
         if old_world != t.world:

@@ -11,6 +11,8 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.amp import DynamicLossScaler, StaticLossScaler
 
+from msvision.models.layers import RNG_COUNTER
+
 
 _accumulate = ops.MultitypeFuncGraph("accumulate")
 _ema_update = ops.MultitypeFuncGraph("ema_update")
@@ -93,6 +95,9 @@ class TrainStep(nn.Cell):
                                                 None, self.weights)
         self.scaler = DynamicLossScaler(args.loss_scale, 2, 1000) if self.dynamic else StaticLossScaler(args.loss_scale)
         self.reducer = nn.DistributedGradReducer(self.weights, True, world_size) if parallel else nn.Identity()
+        self.world_size = world_size
+        self.rng_counter = RNG_COUNTER  # keyed dropout's counter: advanced by world_size per micro-batch
+        self.rng_stride = ms.Tensor(world_size, ms.int64)
         self.clip = args.clip_grad
         self.clip_value = args.clip_value
         self.accum_scale = ms.Tensor(1.0 / args.grad_accum_steps, ms.float32)
@@ -148,6 +153,12 @@ class TrainStep(nn.Cell):
         decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
         return self.hyper_map(ops.partial(_ema_update, decay), self.ema, self.model_params)
 
+    def seek_random(self, seed, micro_batches_done, rank):
+        """Set keyed dropout's counter to a run position (at the start, or on resume): every rank and micro-batch
+        draws its own masks, and a resumed run draws those of the uninterrupted one."""
+        offset = seed * 1000003 % 2 ** 32
+        self.rng_counter.set_data(ms.Tensor((offset + micro_batches_done) * self.world_size + rank, ms.int64))
+
     def construct(self, images, labels, apply=True):
         if self.scaled:
             scale = self.scaler.scale_value.astype(ms.float32)
@@ -157,6 +168,7 @@ class TrainStep(nn.Cell):
         else:
             loss, grads = self.loss_and_grads(images, labels)
             grads = self.reducer(grads)
+        loss = ops.depend(loss, ops.assign_add(self.rng_counter, self.rng_stride))
         if self.accum is not None:
             grads = ops.depend(grads, self.hyper_map(ops.partial(_accumulate, self.accum_scale), self.accum, grads))
             if not apply:

@@ -54,7 +54,11 @@ def measure(model, batch_size, image_size, steps, rounds=4):
 
 
 def run(models, batch_size, image_size, steps):
+    """Print and return one result per model."""
+    rows = []
     for model in models:
         result = measure(model, batch_size, image_size, steps)
         print(f"{model}, batch {batch_size}, {image_size} px, {steps} steps x 4 interleaved rounds: " +
               ", ".join(f"{name} {ms_per_step:.1f} ms/step" for name, ms_per_step in result.items()))
+        rows.append(dict(model=model, **result))
+    return rows

@@ -4,16 +4,13 @@ Per size, a folder of 1000 class folders of small JPEGs is generated once (under
 measures: the first start (check every file + write the index, empty cache), a rerun start (index reused), building
 the run's one training pipeline, the first batch, the first batch of the next epoch, and its peak RSS.
 """
-import json
 import os
-import resource
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-from msvision.benchmark import RESULT_TAG, tagged_result
+from msvision.bench.common import peak_mb, tagged_result, worker_command
 
 CLASSES = 1000
 
@@ -43,17 +40,13 @@ def make_folder(root, num_files, classes=CLASSES):
     return os.path.join(root, "train")
 
 
-def _peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def measure(split, cache):
     """Run in a fresh process: the timings of one split (seconds) and the process's peak RSS (MB)."""
     os.environ["MSVISION_CACHE"] = cache
     import msvision  # noqa: F401
     from msvision.config import parse_config
     from msvision.data.index import split_index
-    from msvision.data.transforms import create_loader
+    from msvision.data.transforms import train_loader
 
     classes = sorted(e.name for e in os.scandir(split) if e.is_dir())
     start = time.perf_counter()
@@ -65,7 +58,7 @@ def measure(split, cache):
     args = parse_config(["--model", "vgg11", "--num_classes", str(len(classes)), "--image_resize", "32",
                          "--batch_size", "64", "--num_parallel_workers", "2", "--hflip", "0"])
     start = time.perf_counter()
-    loader = create_loader(args, index, True, limit=64 * 4)  # 4 batches per epoch: the start-up is what is timed
+    loader = train_loader(args, index, limit=64 * 4)  # 4 batches per epoch: the start-up is what is timed
     iterator = loader.create_tuple_iterator(num_epochs=2)
     build = time.perf_counter() - start
     start = time.perf_counter()
@@ -78,7 +71,7 @@ def measure(split, cache):
     next(iter(iterator))
     next_epoch = time.perf_counter() - start
     return dict(files=index.num_items, first_start_s=first, rerun_start_s=rerun, pipeline_build_s=build,
-                first_batch_s=first_batch, next_epoch_first_batch_s=next_epoch, peak_rss_mb=_peak_mb())
+                first_batch_s=first_batch, next_epoch_first_batch_s=next_epoch, peak_rss_mb=peak_mb())
 
 
 def run(sizes, data_root):
@@ -87,8 +80,8 @@ def run(sizes, data_root):
     for size in sizes:
         root = make_folder(os.path.join(data_root, f"imagenet-shaped-{size}"), size)
         with tempfile.TemporaryDirectory(prefix="msvision-cache-") as cache:
-            cmd = [sys.executable, "-c", f"from msvision.bench_startup import _worker; _worker({root!r}, {cache!r})"]
-            rows.append(dict({"files": size}, **tagged_result(cmd)))
+            rows.append(dict({"files": size}, **tagged_result(worker_command("startup", "--split", root, "--cache",
+                                                                             cache))))
     print(f"{'files':>8}{'first start s':>15}{'rerun start s':>15}{'build s':>9}{'1st batch s':>13}"
           f"{'next epoch s':>14}{'peak RSS MB':>13}{'first s/100k':>14}")
     for row in rows:
@@ -101,7 +94,3 @@ def run(sizes, data_root):
     print(f"{CLASSES} classes, JPEGs of ~1-2 KB, warm page cache, {os.cpu_count()} cores; a rerun's time to the "
           f"first batch = rerun start + build + 1st batch")
     return rows
-
-
-def _worker(split, cache):
-    print(RESULT_TAG + json.dumps(measure(split, cache)), flush=True)
