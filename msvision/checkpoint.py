@@ -70,6 +70,14 @@ def read_checkpoint(path, only=None):
                             f"format)") from None
 
 
+def ema_weights(ckpt, source):
+    """The EMA weights of a resume checkpoint, under the model's names."""
+    weights = {k[len("ema."):]: v for k, v in ckpt.items() if k.startswith("ema.")}
+    if not weights:
+        raise MsvisionError(f"checkpoint {source} holds no EMA weights (train with ema: true)")
+    return weights
+
+
 def model_params(ckpt):
     """The model-weight entries of a checkpoint dict (resume state left out)."""
     return {k: v for k, v in ckpt.items() if not k.startswith(STATE_PREFIXES)}

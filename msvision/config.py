@@ -8,7 +8,7 @@ import os
 import yaml
 
 from msvision.errors import MsvisionError
-from msvision.options import OPTIONS, Option  # noqa: F401  (the table lives there)
+from msvision.options import OPTIONS
 
 
 def _type_name(opt):

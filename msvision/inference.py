@@ -2,7 +2,7 @@
 import numpy as np
 import mindspore as ms
 
-from msvision.checkpoint import CLASS_NAMES_KEY, CONFIG_KEY, load_weights, read_checkpoint
+from msvision.checkpoint import CLASS_NAMES_KEY, CONFIG_KEY, ema_weights, load_weights, read_checkpoint
 from msvision.config import build_parser, config_dict, config_from_text, parse_config
 from msvision.errors import MsvisionError
 from msvision.models import create_model, get_pretrained_cfg
@@ -41,13 +41,8 @@ def class_names(ckpt, num_classes):
 
 def model_from_checkpoint(args, ckpt, ema=False):
     """The model of args.model with the checkpoint's weights (its EMA weights with ema=True), in eval mode."""
-    net = create_model(args.model, num_classes=args.num_classes)
-    weights = ckpt
-    if ema:
-        weights = {k[len("ema."):]: v for k, v in ckpt.items() if k.startswith("ema.")}
-        if not weights:
-            raise MsvisionError(f"--ema: checkpoint {args.ckpt_path} holds no EMA weights (train with ema: true)")
-    load_weights(net, weights, source=args.ckpt_path)
+    net = create_model(args.model, num_classes=args.num_classes, act_layer=args.act_layer)
+    load_weights(net, ema_weights(ckpt, args.ckpt_path) if ema else ckpt, source=args.ckpt_path)
     net.set_train(False)
     return net
 

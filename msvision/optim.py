@@ -1,5 +1,5 @@
-"""Optimizer factory: SGD, Momentum or AdamW over a per-step LR array, optionally no decay on norms and biases and a
-larger LR for the classifier (head_lr_scale).
+"""Optimizer factory over a per-step LR array, optionally no decay on norms and biases and a larger LR for the
+classifier (head_lr_scale). Adam, RMSprop, Lamb and Lars are msvision's (optimizers.py: the PyTorch / timm step).
 
 opt -> MindSpore optimizer: `sgd` -> nn.SGD; `momentum` -> nn.Momentum (ApplyMomentum, faster than the SGD op and
 bit-identical to torch's SGD with momentum), but with `nesterov: true` -> nn.SGD(nesterov=True): ApplyMomentum's
@@ -9,6 +9,8 @@ tests/test_step_parity.py), nn.SGD's equals it to float32 rounding; `adamw` -> n
 import numpy as np
 import mindspore as ms
 from mindspore import nn
+
+from msvision import optimizers
 
 
 def param_groups(args, params, lr_per_step, head_prefix=None):
@@ -42,9 +44,20 @@ def create_optimizer(args, params, lr_per_step, head_prefix=None):
     (the classifier) take head_lr_scale x that LR."""
     groups = param_groups(args, params, lr_per_step, head_prefix)
     learning_rate = ms.Tensor(lr_per_step)
-    decay = 0.0  # given per group
+    betas = args.opt_betas or [0.9, 0.999]
     if args.opt == "adamw":
-        return nn.AdamWeightDecay(groups, learning_rate, beta1=args.momentum, beta2=0.999, weight_decay=decay)
+        beta1, beta2 = (args.opt_betas or [args.momentum, 0.999])
+        return nn.AdamWeightDecay(groups, learning_rate, beta1=beta1, beta2=beta2, eps=args.opt_eps or 1e-6,
+                                  weight_decay=0.0)
+    if args.opt == "adam":
+        return optimizers.Adam(groups, learning_rate, betas, args.opt_eps or 1e-8)
+    if args.opt == "rmsprop":
+        return optimizers.RMSprop(groups, learning_rate, args.rmsprop_alpha, args.momentum, args.opt_eps or 1e-8)
+    if args.opt == "lamb":
+        return optimizers.Lamb(groups, learning_rate, betas, args.opt_eps or 1e-6)
+    if args.opt == "lars":
+        return optimizers.Lars(groups, learning_rate, args.momentum, args.nesterov, args.lars_coefficient,
+                               args.lars_eps)
     if args.opt == "sgd" or (args.opt == "momentum" and args.nesterov):
-        return nn.SGD(groups, learning_rate, momentum=args.momentum, nesterov=args.nesterov, weight_decay=decay)
-    return nn.Momentum(groups, learning_rate, args.momentum, weight_decay=decay, use_nesterov=args.nesterov)
+        return nn.SGD(groups, learning_rate, momentum=args.momentum, nesterov=args.nesterov, weight_decay=0.0)
+    return nn.Momentum(groups, learning_rate, args.momentum, weight_decay=0.0, use_nesterov=args.nesterov)

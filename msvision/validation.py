@@ -23,7 +23,8 @@ def format_report(metrics, model, ckpt_path):
              f"balanced {metrics['balanced_accuracy']:.2f}%  worst class {metrics['worst_class_accuracy']:.2f}%  "
              f"loss {metrics['loss']:.4f}  images {metrics['count']}"]
     with_counts = all("train_images" in row for row in metrics["per_class"])
-    lines.append(f"{'class':<24}{'correct/total':>15}{'accuracy':>10}" + (f"{'train images':>14}" if with_counts else ""))
+    counts_header = f"{'train images':>14}" if with_counts else ""
+    lines.append(f"{'class':<24}{'correct/total':>15}{'accuracy':>10}{counts_header}")
     lines += [f"{row['name']:<24}{row['correct']:>8}/{row['total']:<6}{row['accuracy']:>9.2f}%"
               + (f"{row['train_images']:>14}" if with_counts else "") for row in metrics["per_class"]]
     return "\n".join(lines)

@@ -1,7 +1,6 @@
 """Augmentation and data recipes: each knob means what its reference (MindSpore's op, timm, MindCV) means, every
 random op is keyed (the same seed gives the same batches; a resumed pipeline gives the uninterrupted one's), CIFAR
 archives of any whole number of records."""
-import math
 import os
 import random
 
@@ -182,23 +181,21 @@ EVERY_OP = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_r
             "2", "--sampler", "sqrt"]
 
 
-@pytest.mark.parametrize("extra", [[], ["--auto_augment", "autoaug"], ["--auto_augment", "trivialaug"],
-                                   ["--auto_augment", "none", "--color_jitter", "0.4", "--crop_padding", "4"]])
-def test_pipeline_is_a_function_of_seed_and_position(image_folder, extra):
+def test_pipeline_is_a_function_of_seed_and_position(image_folder):
     """Every op on, 2 worker processes: two pipelines with one seed give identical batches, another seed other
-    ones, and a pipeline resumed at epoch 1, batch 2 gives exactly the batches the uninterrupted one gave there."""
-    argv = EVERY_OP + extra
-    split = open_split(parse_config(argv + ["--data_dir", image_folder]), "train")
-    args = parse_config(argv)
+    ones, one worker the same as two, and a pipeline resumed at epoch 1, batch 2 gives exactly the batches the
+    uninterrupted one gave there."""
+    split = open_split(parse_config(EVERY_OP + ["--data_dir", image_folder]), "train")
+    args = parse_config(EVERY_OP)
     first = loader_batches(args, split, 2)
     again = loader_batches(args, split, 2)
-    other = loader_batches(parse_config(argv + ["--seed", "7"]), split, 1)
+    other = loader_batches(parse_config(EVERY_OP + ["--seed", "7"]), split, 1)
     resumed = loader_batches(args, split, 1, first_epoch=1, skip=2 * 8)
     assert len(first[0]) == len(first[1]) == 8 and first[0][0][1].shape == (8, 4)  # mixed (soft) targets
     for epoch in range(2):
         for (a, la), (b, lb) in zip(first[epoch], again[epoch]):
             assert np.array_equal(a, b) and np.array_equal(la, lb)
-    one_worker = loader_batches(parse_config(argv + ["--num_parallel_workers", "1"]), split, 1)
+    one_worker = loader_batches(parse_config(EVERY_OP + ["--num_parallel_workers", "1"]), split, 1)
     for (a, la), (b, lb) in zip(first[0], one_worker[0]):  # not a function of the worker processes
         assert np.array_equal(a, b) and np.array_equal(la, lb)
     assert not np.array_equal(first[0][0][0], other[0][0][0])
@@ -206,8 +203,23 @@ def test_pipeline_is_a_function_of_seed_and_position(image_folder, extra):
     for (a, la), (b, lb) in zip(first[1][2:], resumed[0]):
         assert np.array_equal(a, b) and np.array_equal(la, lb)
     # the two repeats of an image (positions 0 and 1) are augmented differently: keys follow the position
-    unmixed = loader_batches(parse_config(argv + ["--mixup", "0", "--cutmix", "0"]), split, 1)[0][0]
+    unmixed = loader_batches(parse_config(EVERY_OP + ["--mixup", "0", "--cutmix", "0"]), split, 1)[0][0]
     assert unmixed[1][0] == unmixed[1][1] and not np.array_equal(unmixed[0][0], unmixed[0][1])
+
+
+@pytest.mark.parametrize("extra", [["--auto_augment", "autoaug"], ["--auto_augment", "trivialaug"],
+                                   ["--auto_augment", "none", "--color_jitter", "0.4", "--crop_padding", "4"]])
+def test_other_policies_resume_exactly(image_folder, extra):
+    """AutoAugment, TrivialAugment, colour jitter with the padded crop: a pipeline resumed at batch 3 gives the
+    batches of the uninterrupted one."""
+    argv = EVERY_OP + extra + ["--num_parallel_workers", "1", "--mixup", "0", "--cutmix", "0"]
+    split = open_split(parse_config(argv + ["--data_dir", image_folder]), "train")
+    args = parse_config(argv)
+    whole = loader_batches(args, split, 1)[0]
+    resumed = loader_batches(args, split, 1, skip=3 * 8)[0]
+    assert len(resumed) == len(whole) - 3
+    for (a, la), (b, lb) in zip(whole[3:], resumed):
+        assert np.array_equal(a, b) and np.array_equal(la, lb)
 
 
 def test_flips_and_cutout_do_what_they_say(image_folder):

@@ -48,7 +48,7 @@ def test_cli_overrides_yaml_which_overrides_defaults(tmp_path):
     ("lr: fast\n", "'lr' must be a number, got 'fast'"),
     ("batch_size: 3.5\n", "'batch_size' must be an integer, got 3.5"),
     ("ema: 1\n", "'ema' must be true or false, got 1"),
-    ("opt: rmsprop\n", "'opt' must be one of sgd, momentum, adamw, got 'rmsprop'"),
+    ("opt: sophia\n", "'opt' must be one of sgd, momentum, adamw, adam, rmsprop, lamb, lars, got 'sophia'"),
     ("hflip: 1.5\n", "'hflip' must be in [0.0, 1.0], got 1.5"),
     ("scale: 0.5\n", "'scale' must be a list of numbers, got 0.5"),
     ("model: null\n", "'model' must be a string, got null"),

@@ -70,7 +70,8 @@ def test_best_is_a_hard_link_that_retention_keeps_valid(tmp_path):
     assert not os.path.exists(first) and os.path.exists(second)
     assert np.array_equal(read_checkpoint(str(best))["weight"].asnumpy(), weights)  # the link kept the data
     index = json.loads((tmp_path / "checkpoints.json").read_text())
-    assert index["best"]["file"] == "m-best.ckpt" and [e["file"] for e in index["checkpoints"]] == ["m-epoch2-step20.ckpt"]
+    assert index["best"]["file"] == "m-best.ckpt"
+    assert [e["file"] for e in index["checkpoints"]] == ["m-epoch2-step20.ckpt"]
     third = manager.save(net, {"state.epoch": 3}, 3, 30, metric=70.0)
     assert os.stat(best).st_ino == os.stat(third).st_ino
 
@@ -96,7 +97,8 @@ def test_full_disk_mid_run_then_resume_after_freeing_space(tmp_path, image_folde
         intact = CheckpointManager(run, "", 1, "latest_k").latest()
         assert re.fullmatch(f"error: no space left for '{run}/ese_vovnet19b_slim_dw-epoch1-step8.ckpt' "
                             r"\(10.8 MB needed, \d+\.\d MB free on " + re.escape(folder) + r"\); last intact "
-                            f"checkpoint: {re.escape(intact)}; free space or lower keep_checkpoint_max", lines[0]), lines[0]
+                            f"checkpoint: {re.escape(intact)}; free space or lower keep_checkpoint_max",
+                            lines[0]), lines[0]
         print(lines[0])
         names = sorted(os.listdir(run))
         assert not [n for n in names if ".tmp" in n], names

@@ -1,6 +1,4 @@
 """Own data: class-weighted draws, class weights and logit adjustment against PyTorch, freezing, head LR."""
-import json
-import os
 
 import numpy as np
 import mindspore as ms
@@ -12,7 +10,7 @@ from msvision.config import parse_config
 from msvision.data.dataset import EpochOrder, epoch_draw, rank_order
 from msvision.optim import create_optimizer
 from msvision.train.loss import ClassificationLoss, class_weights, logit_offsets
-from tests.conftest import make_image_folder, run_cli
+from tests.conftest import run_cli
 
 # 4 classes of 200, 50, 10 and 2 images, not grouped by label (as an index of several folders never is)
 LABELS = np.random.default_rng(5).permutation(np.repeat(np.arange(4), [200, 50, 10, 2]))

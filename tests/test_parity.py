@@ -115,3 +115,25 @@ def test_mindcv_checkpoints_load_directly_with_parity(tmp_path, name):
         print(f"parity {name} vs MindCV ({path.name}): {error:.2e}")
         assert error <= 1e-5 and len(biases) == {"vgg11": 8, "vgg16": 13}[name] and not any(b.any() for b in biases)
     ms.set_context(mode=ms.GRAPH_MODE)
+
+
+@pytest.mark.parametrize("name", ["ese_vovnet19b_dw", "vovnet39a"])
+@pytest.mark.parametrize("act", ["mish", "silu"])
+def test_act_layer_and_drop_path_keep_parity_with_timm(torch_reference, name, act):
+    """timm's model built with act_layer and drop_path_rate, converted: eval logits equal (drop path is identity in
+    eval, the padded pools take -inf where the activation goes below zero)."""
+    from msvision.convert.convert import convert_state_dict
+    from tests.references import randomise_batchnorm, torch_state
+
+    torch, timm, _ = torch_reference
+    torch.manual_seed(0)
+    reference = randomise_batchnorm(torch, timm.create_model(name, num_classes=10, act_layer=act,
+                                                             drop_path_rate=0.2)).eval()
+    net = convert_state_dict(name, torch_state(reference), "timm", act_layer=act, drop_path_rate=0.2)
+    net.set_train(False)
+    images = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(images)).numpy()
+    error = relative_logit_error(net(ms.Tensor(images)).asnumpy(), expected)
+    print(f"{name} act {act}: {error:.2e}")
+    assert error <= 1e-5

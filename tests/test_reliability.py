@@ -23,7 +23,8 @@ from tests.conftest import REPO_ROOT, make_image_folder, run_cli
 RESUMABLE = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--scale", "0.5", "1",
              "--hflip", "0.5", "--vflip", "0.2", "--auto_augment", "randaug-m9-n2-mstd0.5", "--cutout_length", "8",
              "--re_prob", "0.5", "--re_value", "random", "--mixup", "0.2", "--cutmix", "1.0", "--mixup_prob", "0.8",
-             "--drop_rate", "0.3", "--crop_pct", "1", "--batch_size", "8", "--epoch_size", "3", "--lr", "0.05",
+             "--drop_rate", "0.3", "--drop_path_rate", "0.2", "--crop_pct", "1", "--batch_size", "8", "--epoch_size",
+             "3", "--lr", "0.05",
              "--warmup_epochs", "1", "--ema", "--ema_decay", "0.9", "--loss_scale_type", "dynamic", "--loss_scale",
              "1024", "--ckpt_save_steps", "2", "--keep_checkpoint_max", "2", "--val_while_train", "false",
              "--num_parallel_workers", "2", "--log_interval", "4", "--sink_size", "4"]

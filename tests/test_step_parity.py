@@ -6,6 +6,7 @@ EMA weights are compared as their change over a step (the recipes' scaled learni
 the weights themselves would agree even without any update), BatchNorm running statistics as values.
 """
 import copy
+import glob
 import math
 import os
 
@@ -35,32 +36,46 @@ def recipe_args(path, model):
                          "--amp_level", "O0", "--drop_rate", "0", "--batch_size", str(BATCH)])
 
 
+SHIPPED = sorted(os.path.relpath(p, REPO_ROOT) for p in glob.glob(os.path.join(REPO_ROOT, "configs", "**", "*.yaml"),
+                                                                  recursive=True))
+
+
 def independent_lr(args, world_size, steps_per_epoch, step):
-    """The recipe's LR at an optimizer step, computed from its definition: linear scaling to the global batch,
-    linear warmup from warmup_factor x peak, cosine from the peak to min_lr over the remaining steps."""
-    peak = args.lr * args.batch_size * world_size * args.grad_accum_steps / args.lr_base_batch_size
+    """The recipe's LR at an optimizer step, computed from its definition: the lr scaled to the global batch by the
+    recipe's rule, a linear warmup from warmup_factor x peak, then polynomial decay, or cosine cycles (num_cycles
+    equal parts of the remaining steps, the k-th peaking at peak x cycle_decay^k, each rising linearly from min_lr over
+    cycle_warmup_fraction of it, then falling by a half cosine to min_lr)."""
+    ratio = args.batch_size * world_size * args.grad_accum_steps / args.lr_base_batch_size
+    peak = args.lr * {"linear": ratio, "sqrt": math.sqrt(ratio), "none": 1.0}[args.lr_scale_rule]
     warmup = round(args.warmup_epochs * steps_per_epoch)
     total = args.epoch_size * steps_per_epoch
     if step < warmup:
         start = peak * args.warmup_factor
         return start + (peak - start) * (step + 1) / warmup
-    return args.min_lr + (peak - args.min_lr) * (1 + math.cos(math.pi * (step - warmup) / (total - warmup))) / 2
+    if args.scheduler == "polynomial":
+        return args.min_lr + (peak - args.min_lr) * (1 - (step - warmup) / (total - warmup)) ** args.lr_power
+    length = (total - warmup) / args.num_cycles
+    cycle = min(math.floor((step - warmup) / length), args.num_cycles - 1)
+    top = peak * args.cycle_decay ** cycle
+    into = (step - warmup - cycle * length) / length
+    rise = args.cycle_warmup_fraction
+    if into < rise:
+        return args.min_lr + (top - args.min_lr) * into / rise
+    return args.min_lr + (top - args.min_lr) * (1 + math.cos(math.pi * (into - rise) / (1 - rise))) / 2
 
 
-@pytest.mark.parametrize("recipe", list(RECIPES))
+@pytest.mark.parametrize("recipe", SHIPPED)
 @pytest.mark.parametrize("world_size", [1, 8])
 def test_every_step_lr_of_each_recipe(recipe, world_size):
-    args = recipe_args(recipe, RECIPES[recipe][0])
+    """Every shipped recipe (warmup, then cosine cycles or polynomial decay), at 1 and 8 devices, 7 steps per
+    epoch."""
+    args = parse_config(["--config", os.path.join(REPO_ROOT, recipe)])
+    assert args.scheduler in ("warmup_cosine_decay", "polynomial"), "add an independent computation for it"
     steps_per_epoch = 7
     ours = lr_schedule(args, scaled_lr(args, world_size), steps_per_epoch)
     expected = [independent_lr(args, world_size, steps_per_epoch, s) for s in range(args.epoch_size * steps_per_epoch)]
     assert len(ours) == len(expected)
     np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-12)
-    peak = args.lr * BATCH * world_size / args.lr_base_batch_size
-    warmup = round(args.warmup_epochs * steps_per_epoch)
-    assert ours[warmup - 1] == pytest.approx(peak, rel=1e-6) and ours.max() == pytest.approx(peak, rel=1e-6)
-    assert ours[0] == pytest.approx(args.warmup_factor * peak + (1 - args.warmup_factor) * peak / warmup, rel=1e-6)
-    assert np.all(np.diff(ours[warmup - 1:]) <= 0) and ours[-1] >= args.min_lr  # cosine decay towards the floor
 
 
 class TorchTrainer:
@@ -256,3 +271,68 @@ def test_optimizer_update_equals_torch_sgd(torch_reference, opt, nesterov, decay
         reference.step()
         for param, twin in zip(params, twins):
             np.testing.assert_allclose(param.asnumpy(), twin.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _timm_optim(torch_reference):
+    import timm.optim
+    return timm.optim
+
+# option -> (msvision options, reference builder(torch, timm.optim, groups, lr), state names shared by both)
+NEW_OPTIMIZERS = {
+    "adam": (["--opt", "adam"], lambda torch, timm_optim, g, lr: torch.optim.Adam(g, lr), ("exp_avg", "exp_avg_sq")),
+    "rmsprop": (["--opt", "rmsprop", "--momentum", "0.9"],
+                lambda torch, timm_optim, g, lr: torch.optim.RMSprop(g, lr, alpha=0.99, momentum=0.9),
+                ("square_avg", "momentum_buffer")),
+    "lamb": (["--opt", "lamb"], lambda torch, timm_optim, g, lr: timm_optim.Lamb(g, lr, max_grad_norm=None),
+             ("exp_avg", "exp_avg_sq")),
+    "lars": (["--opt", "lars", "--momentum", "0.9"],
+             lambda torch, timm_optim, g, lr: timm_optim.Lars(g, lr, momentum=0.9), ("momentum_buffer",)),
+    "lars nesterov": (["--opt", "lars", "--momentum", "0.9", "--nesterov"],
+                      lambda torch, timm_optim, g, lr: timm_optim.Lars(g, lr, momentum=0.9, nesterov=True),
+                      ("momentum_buffer",)),
+}
+
+
+@pytest.mark.parametrize("name", list(NEW_OPTIMIZERS))
+@pytest.mark.parametrize("decay_filter", ["disable", "norm_and_bias"])
+def test_new_optimizers_step_equals_their_reference(torch_reference, name, decay_filter):
+    """Six updates of adam (torch.optim.Adam), rmsprop (torch.optim.RMSprop), lamb (timm's Lamb) and lars (timm's
+    Lars), with decay groups and a changing LR, each from the float64 reference's state (weights, moments, step
+    count): every parameter's change equals the reference's within 1e-7 of its size beyond the float32 spacing of
+    the weight (measured: at most 1.6e-8, rmsprop; 0 for the others)."""
+    torch = torch_reference[0]
+    options, build, slots = NEW_OPTIMIZERS[name]
+    args = parse_config(options + ["--weight_decay", "0.05", "--weight_decay_filter", decay_filter])
+    rng = np.random.default_rng(3)
+    values = {"conv.weight": rng.standard_normal((4, 3, 3, 3)), "fc.weight": rng.standard_normal((5, 6)) * 0.1,
+              "bn.gamma": 1 + 0.1 * rng.standard_normal(4), "fc.bias": 0.1 * rng.standard_normal(5)}
+    lrs = np.array([0.02, 0.05, 0.1, 0.08, 0.05, 0.01], np.float32) * (20 if name.startswith("lars") else 1)
+    params = [ms.Parameter(ms.Tensor(v.astype(np.float32)), name=k) for k, v in values.items()]
+    optimizer = create_optimizer(args, params, lrs)
+    state = {p.name: p for p in optimizer.get_parameters()}
+    twins = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in values.items()}
+    groups = [{"params": [t], "weight_decay": 0.05 if decay_filter == "disable" or t.ndim > 1 else 0.0}
+              for t in twins.values()]
+    reference = build(torch, _timm_optim(torch_reference), groups, float(lrs[0]))
+    worst = 0.0
+    for step, lr in enumerate(lrs):
+        before = {k: t.detach().numpy().copy() for k, t in twins.items()}
+        for param in params:  # our state := the reference's
+            ops.assign(param, ms.Tensor(before[param.name].astype(np.float32)))
+            for slot in slots:
+                kept = reference.state[twins[param.name]].get(slot)
+                value = np.zeros_like(before[param.name]) if kept is None else kept.numpy()
+                ops.assign(state[f"{slot}.{param.name}"], ms.Tensor(value.astype(np.float32)))
+        ops.assign(optimizer.global_step, ms.Tensor(np.array([step], np.int32)))
+        grads = {k: rng.standard_normal(v.shape) * 10 ** rng.uniform(-3, -1) for k, v in values.items()}
+        optimizer(tuple(ms.Tensor(grads[p.name].astype(np.float32)) for p in params))
+        for group in reference.param_groups:
+            group["lr"] = float(lr)
+        for key, twin in twins.items():
+            twin.grad = torch.tensor(grads[key])
+        reference.step()
+        after = {p.name: p.asnumpy() for p in params}
+        errors = change_errors(after, before, {k: t.detach().numpy() for k, t in twins.items()})
+        worst = max(worst, max(errors.values()))
+    print(f"{name}, decay filter {decay_filter}: worst relative change error over 6 steps {worst:.1e}")
+    assert worst <= 1e-7

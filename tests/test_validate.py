@@ -3,7 +3,6 @@ train.py saves it; every figure validate.py reports equals the same figure compu
 import json
 import os
 import re
-import shutil
 import subprocess
 
 import numpy as np

@@ -59,8 +59,9 @@ def _read_records(path, label_bytes):
     size = os.path.getsize(path)
     record = label_bytes + PIXELS
     if size % record:
-        raise MsvisionError(f"'{path}' holds {size // record} whole records of {record} bytes and {size % record} bytes "
-                            f"more (a partial record): the archive is truncated or not {record}-byte CIFAR records")
+        raise MsvisionError(f"'{path}' holds {size // record} whole records of {record} bytes and {size % record} "
+                            f"bytes more (a partial record): the archive is truncated or not {record}-byte CIFAR "
+                            f"records")
     raw = np.fromfile(path, np.uint8).reshape(-1, record)
     images = raw[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), raw[:, label_bytes - 1].astype(np.int32)

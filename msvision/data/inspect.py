@@ -98,7 +98,8 @@ def format_report(report):
         lines.append(f"  sizes: {sizes['distinct_resolutions']:,} distinct resolutions; width p5/p50/p95 {width}, "
                      f"height p5/p50/p95 {height}{small}")
         formats = ", ".join(f"{name} {count:,}" for name, count in sorted(fig["formats"].items()))
-        skipped = f"; skipped {fig['skipped']} non-image file(s) (e.g. {fig['skipped_example']})" if fig["skipped"] else ""
+        skipped = (f"; skipped {fig['skipped']} non-image file(s) (e.g. {fig['skipped_example']})"
+                   if fig["skipped"] else "")
         lines.append(f"  formats: {formats}{skipped}; refused {len(fig['refused'])}; index {fig['index']}")
         lines += [f"  refused: {row['path']}: {row['why']}" for row in fig["refused"]]
     for split, names in report["only_in"].items():

@@ -48,6 +48,36 @@ class KeyedDropout(nn.Cell):
         return ops.select(keep, x / (1.0 - self.p), ops.zeros_like(x))
 
 
+class KeyedDropPath(nn.Cell):
+    """Stochastic depth (timm's DropPath): each sample's branch is dropped with probability p and kept ones scaled
+    by 1 / (1 - p); the per-sample mask is keyed as KeyedDropout's. Identity in eval mode or with p = 0."""
+
+    def __init__(self, p=0.0):
+        super().__init__()
+        self.p = float(p)
+        self.salt = 0
+
+    def construct(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = keyed_uniform((x.shape[0],) + (1,) * (x.ndim - 1), self.salt) >= self.p
+        return ops.select(keep, x / (1.0 - self.p), ops.zeros_like(x))
+
+
+class Mish(nn.Cell):
+    """x tanh(softplus(x)) written as x n / (n + 2) with n = e^x (e^x + 2), and x itself above 20 (where the two
+    agree in float32). MindSpore 2.10's CPU Mish returns NaN from x = 50 on, and its CPU tanh is 1e-4 off near 0
+    (vovnet39a logits 6.0e-7 from float64 with this form, 8.9e-5 with tanh(softplus); PyTorch float32 1.8e-6)."""
+
+    def construct(self, x):
+        e = ops.exp(ops.minimum(x, 20.0))
+        n = e * (e + 2.0)
+        return ops.select(x > 20.0, x, x * n / (n + 2.0))
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "mish": Mish, "silu": nn.SiLU}
+
+
 def name_random_layers(net):
     """Give every keyed random layer a salt from its parameter path, so layers draw independent masks."""
     for name, cell in net.cells_and_names():
@@ -63,27 +93,27 @@ def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=Fals
 
 
 class ConvBnAct(nn.Cell):
-    """Conv (no bias) -> BatchNorm -> ReLU, 'same' padding for odd kernels."""
+    """Conv (no bias) -> BatchNorm -> activation (ReLU unless act_layer says), 'same' padding for odd kernels."""
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1):
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1, act_layer="relu"):
         super().__init__()
         self.conv = conv2d(in_channels, out_channels, kernel_size, stride, groups)
         self.bn = nn.BatchNorm2d(out_channels)
-        self.act = nn.ReLU()
+        self.act = ACTIVATIONS[act_layer]()
 
     def construct(self, x):
         return self.act(self.bn(self.conv(x)))
 
 
 class SeparableConvBnAct(nn.Cell):
-    """Depthwise conv -> pointwise conv -> BatchNorm -> ReLU."""
+    """Depthwise conv -> pointwise conv -> BatchNorm -> activation."""
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1):
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, act_layer="relu"):
         super().__init__()
         self.conv_dw = conv2d(in_channels, in_channels, kernel_size, stride, groups=in_channels)
         self.conv_pw = conv2d(in_channels, out_channels, 1)
         self.bn = nn.BatchNorm2d(out_channels)
-        self.act = nn.ReLU()
+        self.act = ACTIVATIONS[act_layer]()
 
     def construct(self, x):
         return self.act(self.bn(self.conv_pw(self.conv_dw(x))))
@@ -95,14 +125,15 @@ class EffectiveSE(nn.Cell):
     def __init__(self, channels):
         super().__init__()
         self.fc = conv2d(channels, channels, 1, bias=True)
-        self.gate = nn.ReLU6()
 
     def construct(self, x):
         # spatial axes flattened: MindSpore's CPU reductions (and the gradient of the broadcast product) are faster
-        # over one axis; hard sigmoid written as relu6(x + 3) / 6, which ONNX export supports
+        # over one axis; hard sigmoid written as clamp(x + 3, 0, 6) / 6, which ONNX export supports and which takes
+        # bfloat16 (ReLU6 does not: amp_dtype bfloat16 would not compile)
         batch, channels, height, width = x.shape
         flat = x.reshape(batch, channels, height * width)
-        gate = self.gate(self.fc(flat.mean(axis=2).reshape(batch, channels, 1, 1)) + 3.0) / 6.0
+        squeezed = self.fc(flat.mean(axis=2).reshape(batch, channels, 1, 1))
+        gate = ops.clamp(squeezed + 3.0, 0.0, 6.0) / 6.0
         return (flat * gate.reshape(batch, channels, 1)).reshape(batch, channels, height, width)
 
 
@@ -125,26 +156,26 @@ class EcaAttention(nn.Cell):
 class MaxPool3x3s2(nn.Cell):
     """3x3 stride-2 max-pool: padded by 1 (1e100, torch padding=1) or unpadded with ceil mode (timm).
 
-    Written as zero padding by concatenation and a valid pool: it exports to ONNX (MindSpore's padded MaxPool2d
-    becomes MaxPool3DWithArgmax, which the ONNX exporter lacks) and, forward + backward on 8x256x56x56 in GRAPH mode,
-    takes 140 ms vs 260 ms with the Pad op (the built-in padded pool: 78 ms). Zero padding equals the usual -inf
-    padding because every pool in these networks follows a ReLU-family output (non-negative).
+    Written as padding by concatenation and a valid pool: it exports to ONNX (MindSpore's padded MaxPool2d becomes
+    MaxPool3DWithArgmax, which the ONNX exporter lacks) and, forward + backward on 8x256x56x56 in GRAPH mode, takes
+    140 ms vs 260 ms with the Pad op (the built-in padded pool: 78 ms). After ReLU (non-negative outputs) zero
+    padding equals the usual -inf padding; after Mish or SiLU, which go below zero, the padding is -inf.
     """
 
-    def __init__(self, padded):
+    def __init__(self, padded, pad_value=0.0):
         super().__init__()
         self.padded = padded
+        self.pad_value = pad_value
         self.pool = nn.MaxPool2d(3, 2, pad_mode="valid")
 
-    @staticmethod
-    def _pad(x, axis, before, after):
+    def _pad(self, x, axis, before, after):
         # the parts are built as a new tuple: a list filled with insert() compiled in GRAPH mode to a pool whose
         # input gradient was zero (and failed to compile inside the 1e100 stage)
         shape = list(x.shape)
         shape[axis] = before
-        head = (ops.zeros(tuple(shape), x.dtype),) if before else ()
+        head = (ops.full(tuple(shape), self.pad_value, dtype=x.dtype),) if before else ()
         shape[axis] = after
-        tail = (ops.zeros(tuple(shape), x.dtype),) if after else ()
+        tail = (ops.full(tuple(shape), self.pad_value, dtype=x.dtype),) if after else ()
         return ops.concat(head + (x,) + tail, axis) if before + after else x
 
     def construct(self, x):

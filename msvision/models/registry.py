@@ -57,12 +57,17 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
 
 
 def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, drop_rate: Optional[float] = None,
-                 checkpoint_path: Optional[str] = None):
-    """Build a registered model; with checkpoint_path, load its weights strictly (names and shapes must fit)."""
+                 checkpoint_path: Optional[str] = None, drop_path_rate: float = 0.0, act_layer: str = "relu"):
+    """Build a registered model; with checkpoint_path, load its weights strictly (names and shapes must fit).
+    drop_path_rate (stochastic depth) exists for the VoVNets; act_layer (relu, mish, silu) for every model."""
     _check_name(name)
-    kwargs = dict(num_classes=num_classes, in_channels=in_channels)
+    kwargs = dict(num_classes=num_classes, in_channels=in_channels, act_layer=act_layer)
     if drop_rate is not None:
         kwargs["drop_rate"] = drop_rate
+    if drop_path_rate:
+        if name.startswith("vgg"):
+            raise MsvisionError(f"drop_path_rate is for the VoVNets (residual blocks); {name} has none: set it to 0")
+        kwargs["drop_path_rate"] = drop_path_rate
     net = name_random_layers(_MODELS[name](**kwargs))
     if checkpoint_path:
         from msvision.checkpoint import load_weights

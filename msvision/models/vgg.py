@@ -9,7 +9,7 @@ CIFAR's input size and normalisation.
 from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 
-from msvision.models.layers import KeyedDropout, conv2d
+from msvision.models.layers import ACTIVATIONS, KeyedDropout, conv2d
 from msvision.models.registry import PretrainedCfg, register_model
 
 # Output channels per 3x3 conv; "M" is a 2x2 max-pool.
@@ -30,8 +30,10 @@ CIFAR_CFG = PretrainedCfg(input_size=(3, 32, 32), crop_pct=1.0, interpolation="b
 class VGG(nn.Cell):
     """VGG: conv features -> adaptive average pool to 7x7 -> 25088-4096-4096-classes MLP with dropout."""
 
-    def __init__(self, depth, batch_norm=False, num_classes=1000, in_channels=3, drop_rate=0.5, cifar_head=False):
+    def __init__(self, depth, batch_norm=False, num_classes=1000, in_channels=3, drop_rate=0.5, cifar_head=False,
+                 act_layer="relu"):
         super().__init__()
+        act = ACTIVATIONS[act_layer]
         layers = []
         channels = in_channels
         for item in LAYER_TABLE[depth]:
@@ -41,7 +43,7 @@ class VGG(nn.Cell):
             layers.append(conv2d(channels, item, 3, bias=True))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(item))
-            layers.append(nn.ReLU())
+            layers.append(act())
             channels = item
         self.features = nn.SequentialCell(layers)
         self.cifar_head = cifar_head
@@ -54,8 +56,8 @@ class VGG(nn.Cell):
         self.flatten = nn.Flatten()
         self.num_features = 4096
         self.classifier = nn.SequentialCell([
-            nn.Dense(channels * 7 * 7, 4096, weight_init=Normal(0.01)), nn.ReLU(), KeyedDropout(drop_rate),
-            nn.Dense(4096, 4096, weight_init=Normal(0.01)), nn.ReLU(), KeyedDropout(drop_rate),
+            nn.Dense(channels * 7 * 7, 4096, weight_init=Normal(0.01)), act(), KeyedDropout(drop_rate),
+            nn.Dense(4096, 4096, weight_init=Normal(0.01)), act(), KeyedDropout(drop_rate),
             nn.Dense(4096, num_classes, weight_init=Normal(0.01)),
         ])
 

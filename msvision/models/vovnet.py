@@ -6,8 +6,8 @@ every stage (the first too) opens with a padded 3x3/2 max-pool, and every block 
 """
 from mindspore import nn, ops
 
-from msvision.models.layers import (ClassifierHead, ConvBnAct, EcaAttention, EffectiveSE, MaxPool3x3s2,
-                                    SeparableConvBnAct)
+from msvision.models.layers import (ClassifierHead, ConvBnAct, EcaAttention, EffectiveSE, KeyedDropPath,
+                                    MaxPool3x3s2, SeparableConvBnAct)
 from msvision.models.registry import PretrainedCfg, register_model
 
 _WIDE = dict(stage_conv_chs=(128, 160, 192, 224), stage_out_chs=(256, 512, 768, 1024))
@@ -52,22 +52,26 @@ PRETRAINED_CFGS["ese_vovnet57b"] = PretrainedCfg(**_HEAD, input_size=(3, 256, 25
 
 
 class OsaBlock(nn.Cell):
-    """One-shot aggregation: chained 3x3 convs, concat(input, every output), 1x1 conv, attention, residual."""
+    """One-shot aggregation: chained 3x3 convs, concat(input, every output), 1x1 conv, attention, drop path (timm's
+    place: on the block's output, before the residual), residual."""
 
-    def __init__(self, in_chs, mid_chs, out_chs, layer_per_block, residual, depthwise, attn):
+    def __init__(self, in_chs, mid_chs, out_chs, layer_per_block, residual, depthwise, attn, act_layer="relu",
+                 drop_path=0.0):
         super().__init__()
         self.residual = residual
         self.conv_reduction = None
         if depthwise and in_chs != mid_chs:
-            self.conv_reduction = ConvBnAct(in_chs, mid_chs, 1)
+            self.conv_reduction = ConvBnAct(in_chs, mid_chs, 1, act_layer=act_layer)
         layers = []
         next_in = mid_chs if self.conv_reduction is not None else in_chs
         for _ in range(layer_per_block):
-            layers.append(SeparableConvBnAct(mid_chs, mid_chs) if depthwise else ConvBnAct(next_in, mid_chs, 3))
+            layers.append(SeparableConvBnAct(mid_chs, mid_chs, act_layer=act_layer) if depthwise
+                          else ConvBnAct(next_in, mid_chs, 3, act_layer=act_layer))
             next_in = mid_chs
         self.conv_mid = nn.CellList(layers)
-        self.conv_concat = ConvBnAct(in_chs + layer_per_block * mid_chs, out_chs, 1)
+        self.conv_concat = ConvBnAct(in_chs + layer_per_block * mid_chs, out_chs, 1, act_layer=act_layer)
         self.attn = {"ese": EffectiveSE, "eca": EcaAttention}[attn](out_chs) if attn else None
+        self.drop_path = KeyedDropPath(drop_path) if drop_path > 0 else None
 
     def construct(self, x):
         outputs = [x]
@@ -78,6 +82,8 @@ class OsaBlock(nn.Cell):
         y = self.conv_concat(ops.cat(outputs, axis=1))
         if self.attn is not None:
             y = self.attn(y)
+        if self.drop_path is not None:
+            y = self.drop_path(y)
         if self.residual:
             y = y + x
         return y
@@ -87,14 +93,15 @@ class OsaStage(nn.Cell):
     """An optional 3x3/2 max-pool followed by OSA blocks; only blocks after the first carry a residual."""
 
     def __init__(self, in_chs, mid_chs, out_chs, block_per_stage, layer_per_block, downsample, padded_pool,
-                 residual, depthwise, attn, attn_every_block):
+                 residual, depthwise, attn, attn_every_block, act_layer="relu", drop_paths=None):
         super().__init__()
-        self.pool = MaxPool3x3s2(padded_pool) if downsample else None
+        pad_value = 0.0 if act_layer == "relu" else float("-inf")
+        self.pool = MaxPool3x3s2(padded_pool, pad_value) if downsample else None
         blocks = []
         for i in range(block_per_stage):
             block_attn = attn if (attn_every_block or i == block_per_stage - 1) else ""
             blocks.append(OsaBlock(in_chs, mid_chs, out_chs, layer_per_block, residual and i > 0, depthwise,
-                                   block_attn))
+                                   block_attn, act_layer, drop_paths[i] if drop_paths else 0.0))
             in_chs = out_chs
         self.blocks = nn.SequentialCell(blocks)
 
@@ -107,23 +114,27 @@ class OsaStage(nn.Cell):
 class VoVNet(nn.Cell):
     """Stem of three convs, four OSA stages, global-pool classifier head."""
 
-    def __init__(self, cfg, num_classes=1000, in_channels=3, drop_rate=None):
+    def __init__(self, cfg, num_classes=1000, in_channels=3, drop_rate=None, drop_path_rate=0.0, act_layer="relu"):
         super().__init__()
         stem_chs, strides = cfg["stem_chs"], cfg["stem_strides"]
         later_stem = SeparableConvBnAct if cfg["depthwise"] else ConvBnAct
         self.stem = nn.SequentialCell([
-            ConvBnAct(in_channels, stem_chs[0], 3, strides[0]),
-            later_stem(stem_chs[0], stem_chs[1], 3, strides[1]),
-            later_stem(stem_chs[1], stem_chs[2], 3, strides[2]),
+            ConvBnAct(in_channels, stem_chs[0], 3, strides[0], act_layer=act_layer),
+            later_stem(stem_chs[0], stem_chs[1], 3, strides[1], act_layer=act_layer),
+            later_stem(stem_chs[1], stem_chs[2], 3, strides[2], act_layer=act_layer),
         ])
         in_chs = stem_chs[2]
         stages = []
+        blocks = sum(cfg["block_per_stage"])  # block i of N drops with rate drop_path_rate * i / (N - 1), as timm
+        rates = [drop_path_rate * i / max(blocks - 1, 1) for i in range(blocks)]
         for i in range(4):
+            first = sum(cfg["block_per_stage"][:i])
             stages.append(OsaStage(in_chs, cfg["stage_conv_chs"][i], cfg["stage_out_chs"][i],
                                    cfg["block_per_stage"][i], cfg["layer_per_block"],
                                    downsample=i > 0 or cfg["pool_first_stage"], padded_pool=cfg["padded_pool"],
                                    residual=cfg["residual"], depthwise=cfg["depthwise"], attn=cfg["attn"],
-                                   attn_every_block=cfg["attn_every_block"]))
+                                   attn_every_block=cfg["attn_every_block"], act_layer=act_layer,
+                                   drop_paths=rates[first:first + cfg["block_per_stage"][i]]))
             in_chs = cfg["stage_out_chs"][i]
         self.stages = nn.SequentialCell(stages)
         self.num_features = in_chs

@@ -1,11 +1,44 @@
-"""Fine-tuning controls: freeze the stem and first stages (or the whole backbone) of a model.
+"""The run's model: built with its options (dropout, drop path, activation), initial weights (ckpt_path, its EMA
+weights with ckpt_ema, a new classifier with reset_head), frozen stages, mixed precision.
 
 A frozen parameter is left out of the optimizer (no gradient, no weight decay, no optimizer state), and every
-BatchNorm inside a frozen part normalises with its running statistics and never updates them, as in eval mode.
+BatchNorm inside a frozen part normalises with its running statistics and never updates them, as in eval mode; its
+dropout and drop path are off.
 """
+import logging
+
+import mindspore as ms
 from mindspore import nn
 
+from msvision.checkpoint import ema_weights, load_weights, read_checkpoint
 from msvision.errors import MsvisionError
+from msvision.models import create_model, get_pretrained_cfg
+
+LOG = logging.getLogger("msvision")
+AMP_DTYPES = {"float16": ms.float16, "bfloat16": ms.bfloat16}
+
+
+def build_model(args):
+    """The model of a training run, ready for its optimizer (see the module docstring)."""
+    if args.amp_dtype == "bfloat16" and args.amp_level == "O0":
+        raise MsvisionError("amp_dtype bfloat16 needs amp_level O1, O2 or O3 (O0 runs float32)")
+    net = create_model(args.model, num_classes=args.num_classes, drop_rate=args.drop_rate,
+                       drop_path_rate=args.drop_path_rate, act_layer=args.act_layer)
+    freeze(net, args.freeze, args.model)
+    if args.ckpt_path:
+        weights = read_checkpoint(args.ckpt_path)
+        if args.ckpt_ema:
+            weights = ema_weights(weights, args.ckpt_path)
+        reset = load_weights(net, weights, get_pretrained_cfg(args.model).classifier if args.reset_head else None,
+                             source=args.ckpt_path)
+        LOG.info("initial weights from %s%s%s", args.ckpt_path, " (its EMA weights)" if args.ckpt_ema else "",
+                 f" (re-initialised: {', '.join(reset)})" if reset else "")
+    if args.amp_level != "O0":
+        ms.amp.auto_mixed_precision(net, args.amp_level, dtype=AMP_DTYPES[args.amp_dtype])
+        if ms.get_context("device_target") == "CPU":
+            LOG.warning("amp_level %s runs %s kernels, which are slow (float16) or missing (bfloat16) on CPU: "
+                        "--amp_level O0 is the CPU setting", args.amp_level, args.amp_dtype)
+    return net
 
 
 def frozen_stage_count(spec, num_stages, model):
@@ -33,6 +66,8 @@ def freeze(net, spec, model):
         for _, sub in cell.cells_and_names():
             if isinstance(sub, nn.BatchNorm2d):
                 sub.use_batch_statistics = False  # running statistics, never updated
+            if hasattr(sub, "salt"):  # keyed dropout or drop path: off, as in eval mode
+                sub.p = 0.0
     return cells
 
 

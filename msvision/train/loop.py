@@ -7,7 +7,7 @@ import time
 import mindspore as ms
 
 from msvision import device
-from msvision.checkpoint import CONFIG_KEY, CheckpointManager, load_weights, read_checkpoint
+from msvision.checkpoint import CONFIG_KEY, CheckpointManager, read_checkpoint
 from msvision.config import config_dict, config_from_text, dump_config, parse_config
 from msvision.data.dataset import batches, open_split
 from msvision.data.index import log_index
@@ -16,10 +16,10 @@ from msvision.data.transforms import preprocessing, train_loader
 from msvision.errors import MsvisionError
 from msvision.files import write_text
 from msvision.evaluate import evaluate
-from msvision.models import create_model, get_pretrained_cfg
+from msvision.models import get_pretrained_cfg
 from msvision.optim import create_optimizer
 from msvision.schedule import global_batch_size, lr_schedule, scaled_lr
-from msvision.train.finetune import describe, freeze
+from msvision.train.finetune import build_model, describe
 from msvision.train.loss import build_loss
 from msvision.train.progress import Progress, setup_logging
 from msvision.train.state import RunState, check_writable
@@ -76,19 +76,9 @@ class Trainer:
 
         self.peak_lr = scaled_lr(args, self.world)
         self.lrs = lr_schedule(args, self.peak_lr, self.steps_per_epoch)
-        self.net = create_model(args.model, num_classes=args.num_classes, drop_rate=args.drop_rate)
-        freeze(self.net, args.freeze, args.model)
+        self.net = build_model(args)
         self.class_counts = self.train_split.class_counts()
         loss_fn, self.loss_note = build_loss(args, self.class_counts)
-        if args.ckpt_path:
-            reset = load_weights(self.net, args.ckpt_path,
-                                 reset_head_prefix=get_pretrained_cfg(args.model).classifier if args.reset_head else None)
-            LOG.info("initial weights from %s%s", args.ckpt_path, f" (re-initialised: {', '.join(reset)})" if reset else "")
-        if args.amp_level != "O0":
-            ms.amp.auto_mixed_precision(self.net, args.amp_level)
-            if ms.get_context("device_target") == "CPU":
-                LOG.warning("amp_level %s runs float16 kernels, which are slow on CPU: --amp_level O0 is faster here",
-                            args.amp_level)
         self.optimizer = create_optimizer(args, self.net.trainable_params(), self.lrs,
                                           head_prefix=get_pretrained_cfg(args.model).classifier)
         self.step = TrainStep(self.net, loss_fn, self.optimizer, args, parallel=self.world > 1, world_size=self.world)

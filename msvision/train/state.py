@@ -102,7 +102,10 @@ class RunState:
         self.batch_in_epoch = samples // (t.args.batch_size * t.world)
         self.batch_in_epoch -= self.batch_in_epoch % t.args.grad_accum_steps
         global_step = self.epoch * t.steps_per_epoch + self.batch_in_epoch // t.args.grad_accum_steps
-        t.optimizer.global_step.set_data(ms.Tensor([global_step], ms.int32))
+        if old_world == t.world and "optim.global_step" in ckpt:  # as saved: skipped (overflow) steps not counted
+            global_step = self.optimizer_steps()
+        else:  # the position at the new world size
+            t.optimizer.global_step.set_data(ms.Tensor([global_step], ms.int32))
         if self.batch_in_epoch >= t.batches_per_epoch:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         elif self.batch_in_epoch and "state.epoch_batches" in ckpt:
