@@ -18,6 +18,8 @@ setup(
         # torch is pinned: 2.13.0 is the CPU build; an unpinned torch pulls the CUDA wheels.
         "convert": ["torch==2.13.0", "timm"],
         "dev": ["pytest", "onnxruntime"],  # onnxruntime: checks exported ONNX numerically
-        "plot": ["matplotlib"],  # scripts/plot_run.py
+        "plot": ["matplotlib"],  # scripts/plot_run.py, inspect_data.py --plot, validate.py --confusion
+        # pretrained: timm's hub files (.safetensors) without torch; huggingface_hub honours HF_ENDPOINT mirrors
+        "weights": ["safetensors", "huggingface_hub"],
     },
 )

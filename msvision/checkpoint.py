@@ -11,7 +11,7 @@ import os
 import mindspore as ms
 from mindspore.train import serialization as _serialization
 
-from msvision.convert.mindcv import fill_mindcv_gaps
+from msvision.mindcv_weights import fill_mindcv_gaps
 from msvision.errors import MsvisionError
 from msvision.files import WriteFailed, atomic_path, link_or_copy, write_text
 
@@ -60,8 +60,8 @@ def read_checkpoint(path, only=None):
         raise MsvisionError(f"checkpoint not found: '{path}' (expected an existing .ckpt file)")
     size, available = os.path.getsize(path), _memory_available()
     if available is not None and size > available:
-        raise MsvisionError(f"checkpoint '{path}' ({size / 2**20:.0f} MB) does not fit in the memory available now "
-                            f"({available / 2**20:.0f} MB); free memory or load it on a larger machine")
+        raise MsvisionError(f"checkpoint '{path}' ({size / 2**20:.1f} MB) does not fit in the memory available now "
+                            f"({available / 2**20:.1f} MB); free memory or load it on a larger machine")
     try:
         with _guard_counts_page_cache():
             return ms.load_checkpoint(path, choice_func=(lambda name: name == only) if only else None)

@@ -47,6 +47,8 @@ def _check_scalar(opt, value, where):
 
 def check_value(opt, value, where=""):
     """Validate one value against its option; returns it normalised (ints given for floats become floats)."""
+    if opt.bool_as_str and (isinstance(value, bool) or value == "false"):
+        value = "true" if value is True else None
     if value is None:
         if opt.nullable:
             return None
@@ -87,8 +89,9 @@ def build_parser(description=None):
         kind = _parse_bool if opt.kind is bool else opt.kind
         if opt.nullable:
             kind = _parse_nullable(kind)
-        if opt.kind is bool:  # "--ema" alone means true; "--ema false" also works
-            parser.add_argument(f"--{opt.name}", type=kind, default=opt.default, help=opt.help, nargs="?", const=True)
+        if opt.kind is bool or opt.bool_as_str:  # "--ema" alone means true; "--ema false" also works
+            parser.add_argument(f"--{opt.name}", type=kind, default=opt.default, help=opt.help, nargs="?",
+                                const=True if opt.kind is bool else "true")
         else:
             parser.add_argument(f"--{opt.name}", type=kind, default=opt.default, help=opt.help,
                                 nargs="+" if opt.is_list else None)

@@ -15,7 +15,12 @@ def export_model(net, image_size, file_format, output, batch_size=1):
     stem = output[: -len(FORMATS[file_format])] if output.endswith(FORMATS[file_format]) else output
     dummy = ms.Tensor(np.zeros((batch_size, 3, image_size, image_size), np.float32))
     try:
-        ms.export(net, dummy, file_name=stem, file_format=file_format)
+        if file_format == "ONNX":  # mindspore.export's ONNX path is deprecated (it warns on stderr)
+            ms.onnx.export(net, dummy, file_name=stem)
+        else:
+            ms.export(net, dummy, file_name=stem, file_format=file_format)
     except (RuntimeError, ValueError, TypeError) as err:
-        raise MsvisionError(f"export to {file_format} failed: {str(err).splitlines()[0]}") from None
+        hint = ("; MindSpore cannot export VGG's adaptive pool to ONNX: export at an --image_size of 224 to 255, "
+                "where the pool is the identity") if "AdaptiveAvgPool2D" in str(err) else ""
+        raise MsvisionError(f"export to {file_format} failed: {str(err).splitlines()[0]}{hint}") from None
     return stem + FORMATS[file_format]

@@ -3,8 +3,10 @@ does not fit, or fails on a full disk, quota or I/O error, is one MsvisionError 
 and the bytes free; its temporary file is removed at once."""
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
+import time
 
 from msvision.errors import MsvisionError
 
@@ -95,3 +97,20 @@ def link_or_copy(source, target):
             os.remove(tmp)
         raise
     return how
+
+
+def wait_for_lock(path, timeout, waiting_for, hint):
+    """An exclusive flock on path (released when the returned handle closes, or the process dies); after `timeout`
+    seconds of waiting, a MsvisionError naming what was awaited."""
+    handle = open(path, "a")
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.time() > deadline:
+                handle.close()
+                raise MsvisionError(f"timed out after {timeout:.0f} s waiting for another process to {waiting_for} "
+                                    f"(lock {path}); {hint}") from None
+            time.sleep(0.1)

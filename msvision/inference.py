@@ -1,4 +1,6 @@
 """Rebuild a model, its preprocessing and class names from a checkpoint (the config stored in it, or flags)."""
+import sys
+
 import numpy as np
 import mindspore as ms
 
@@ -6,6 +8,7 @@ from msvision.checkpoint import CLASS_NAMES_KEY, CONFIG_KEY, ema_weights, load_w
 from msvision.config import build_parser, config_dict, config_from_text, parse_config
 from msvision.errors import MsvisionError
 from msvision.models import create_model, get_pretrained_cfg
+from msvision.pretrained import pretrained_checkpoint
 
 
 def parse_with_checkpoint(argv, description, extra_args=None, keep_default=()):
@@ -16,8 +19,11 @@ def parse_with_checkpoint(argv, description, extra_args=None, keep_default=()):
     if extra_args:
         extra_args(parser)
     known, _ = parser.parse_known_args(argv)
+    if known.pretrained and not known.ckpt_path:  # the model's published weights, converted once
+        known.ckpt_path = pretrained_checkpoint(known.model, known.pretrained)
+        argv = list(argv or sys.argv[1:]) + ["--ckpt_path", known.ckpt_path]
     if not known.ckpt_path:
-        raise MsvisionError("--ckpt_path is required (the .ckpt file to load)")
+        raise MsvisionError("--ckpt_path is required (the .ckpt file to load), or --pretrained with --model")
     ckpt = read_checkpoint(known.ckpt_path)
     stored = ckpt.get(CONFIG_KEY)
     base = config_dict(config_from_text(stored, known.ckpt_path)) if isinstance(stored, str) else {}

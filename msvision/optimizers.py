@@ -110,6 +110,8 @@ class _Optimizer(nn.Optimizer):
 
 
 class Adam(_Optimizer):
+    rule = _adam  # Lamb: the same moments, another update
+
     def __init__(self, params, learning_rate, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(learning_rate, params)
         self._setup(params)
@@ -121,7 +123,7 @@ class Adam(_Optimizer):
     def construct(self, gradients):
         lrs = self.lrs()
         bias1, bias2 = self.bias_corrections(self.next_step())
-        return self.hyper_map(ops.partial(_adam, self.betas, self.eps, bias1, bias2), lrs,
+        return self.hyper_map(ops.partial(self.rule, self.betas, self.eps, bias1, bias2), lrs,
                               self.decays, self._parameters, self.m, self.v, gradients)
 
 
@@ -141,14 +143,10 @@ class RMSprop(_Optimizer):
 
 
 class Lamb(Adam):
+    rule = _lamb
+
     def __init__(self, params, learning_rate, betas=(0.9, 0.999), eps=1e-6):
         super().__init__(params, learning_rate, betas, eps)
-
-    def construct(self, gradients):
-        lrs = self.lrs()
-        bias1, bias2 = self.bias_corrections(self.next_step())
-        return self.hyper_map(ops.partial(_lamb, self.betas, self.eps, bias1, bias2), lrs,
-                              self.decays, self._parameters, self.m, self.v, gradients)
 
 
 class Lars(_Optimizer):

@@ -19,6 +19,7 @@ class Option:
     open_low: bool = False
     open_high: bool = False
     int_as_str: bool = False  # a string option that YAML may give as a number (freeze: 2)
+    bool_as_str: bool = False  # a string option that may be true / false (pretrained: true); alone on the CLI: true
     is_list: bool = False
     nullable: bool = False
 
@@ -105,6 +106,10 @@ OPTIONS = _opts(
       "drop_path_rate x i / (N - 1), as timm", low=0.0, high=1.0, open_high=True),
     O("act_layer", str, "relu", "activation of the conv layers (VGG: and its classifier)",
       choices=("relu", "mish", "silu")),
+    O("pretrained", str, None, "start from the model's published ImageNet weights (fetched, verified and converted "
+      "once): true for the default source, or torchvision, timm, mindcv, 1e100; the classifier is re-initialised for "
+      "another num_classes", choices=("true", "torchvision", "timm", "mindcv", "1e100"), nullable=True,
+      bool_as_str=True),
     O("ckpt_path", str, None, "initial weights (.ckpt)", nullable=True),
     O("ckpt_ema", bool, False, "with ckpt_path: start from the checkpoint's EMA weights (a second run, 1e100 style)"),
     O("reset_head", bool, False, "with ckpt_path: re-initialise a classifier whose num_classes differs"),

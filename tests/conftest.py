@@ -1,13 +1,48 @@
 """Shared fixtures: the torch/timm reference (imported once, with the torchvision op schemas timm expects)."""
 import os
 import socket
+import subprocess
 import tempfile
 
+import mindspore as ms
 import pytest
 
 import msvision  # noqa: F401  (applies the CPU speed setting before MindSpore builds kernels)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The slow marker means "starts a process" (a CLI, a script, msrun), in the test or in a fixture it uses; the
+# suite holds every test to that (check_slow_marker), so -m "not slow" is exactly the in-process tests.
+_SPAWNS = []
+_SPAWNING_FIXTURES = set()
+_popen_init = subprocess.Popen.__init__
+
+
+def _counting_popen_init(self, *args, **kwargs):
+    _SPAWNS.append(args[0] if args else kwargs.get("args"))
+    _popen_init(self, *args, **kwargs)
+
+
+subprocess.Popen.__init__ = _counting_popen_init
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    before = len(_SPAWNS)
+    yield
+    if len(_SPAWNS) > before:
+        _SPAWNING_FIXTURES.add(fixturedef.argname)
+
+
+@pytest.fixture(autouse=True)
+def check_slow_marker(request):
+    before = len(_SPAWNS)
+    yield
+    spawns = len(_SPAWNS) > before or bool(_SPAWNING_FIXTURES & set(request.fixturenames))
+    marked = request.node.get_closest_marker("slow") is not None
+    if spawns != marked:
+        pytest.fail(f"{request.node.nodeid}: {'starts a process but is not' if spawns else 'starts no process but is'}"
+                    f" marked slow", pytrace=False)
 # split indexes of the tests' folders go to a cache of their own (inherited by the CLI subprocesses)
 os.environ["MSVISION_CACHE"] = tempfile.mkdtemp(prefix="msvision-test-cache-")
 
@@ -23,6 +58,16 @@ def _import_torch_reference():
     import timm
     import torchvision.models
     return torch, timm, torchvision.models
+
+
+@pytest.fixture(autouse=True)
+def restore_execution_mode():
+    """Tests switch MindSpore's execution mode freely (ms.set_context(mode=...)): each ends in the mode it started
+    in, also when it fails half-way."""
+    before = ms.get_context("mode")
+    yield
+    if ms.get_context("mode") != before:
+        ms.set_context(mode=before)
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +108,31 @@ def image_folder(tmp_path_factory):
     return make_image_folder(tmp_path_factory.mktemp("images"))
 
 
+def split_files(root, split):
+    """(paths, labels) of a split of an image folder, labels from the sorted class folders."""
+    import numpy as np
+
+    classes = sorted(os.listdir(os.path.join(root, split)))
+    rows = [(os.path.join(root, split, c, f), label) for label, c in enumerate(classes)
+            for f in sorted(os.listdir(os.path.join(root, split, c)))]
+    return [p for p, _ in rows], np.array([label for _, label in rows])
+
+
+def eval_inputs(paths, size=32):
+    """The eval preprocessing of `--image_resize SIZE --crop_pct 1 --interpolation bilinear` written with PIL and
+    numpy (square images: the resize is the whole transform), float32 NCHW with ImageNet's mean and std."""
+    import numpy as np
+    from PIL import Image
+
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    arrays = []
+    for path in paths:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), np.float64) / 255.0
+        arrays.append(((pixels - mean) / std).transpose(2, 0, 1))
+    return np.stack(arrays).astype(np.float32)
+
+
 def run_cli(args, cwd=REPO_ROOT, timeout=900, check=True):
     """Run a CLI (train.py, validate.py, scripts/...) in a subprocess; returns the CompletedProcess."""
     import subprocess
@@ -73,3 +143,58 @@ def run_cli(args, cwd=REPO_ROOT, timeout=900, check=True):
     if check and done.returncode != 0:
         raise AssertionError(f"{args[0]} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
+
+
+def error_line(done, code=2):
+    """The one line a CLI wrote to stderr on bad input, asserting it is the only line and the exit code."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code and len(lines) == 1 and lines[0].startswith("error: "), \
+        f"exit {done.returncode}, stderr:\n{done.stderr[-3000:]}"
+    return lines[0]
+
+
+def msrun_command(log_dir, port, *args, workers=2):
+    """msrun running `python ARGS` as `workers` workers on this machine (real data parallel on CPU)."""
+    return ["msrun", "--worker_num", str(workers), "--local_worker_num", str(workers), "--master_port", str(port),
+            "--log_dir", str(log_dir), "--join", "True", "python"] + [str(a) for a in args]
+
+
+def run_msrun(log_dir, port, *args, timeout=900):
+    """Run msrun_command to its end; a failure shows the tail of the output."""
+    import subprocess
+
+    done = subprocess.run(msrun_command(log_dir, port, *args), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def checkpoint_arrays(path):
+    """{name: numpy array} of a .ckpt, its text entries left out."""
+    from msvision.checkpoint import read_checkpoint
+
+    return {k: v.asnumpy() for k, v in read_checkpoint(str(path)).items() if not isinstance(v, str)}
+
+
+def latest_checkpoint(save_dir):
+    """The path of a run's newest checkpoint (from its checkpoints.json)."""
+    from msvision.checkpoint import CheckpointManager
+
+    return CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
+
+
+def latest_state(save_dir):
+    return checkpoint_arrays(latest_checkpoint(save_dir))
+
+
+def relative_difference(ours, reference):
+    """max |ours - reference| / max |reference| (0 when both are zero): the parity measure of the tests."""
+    import numpy as np
+
+    difference = np.abs(np.asarray(ours, np.float64) - reference).max()
+    return float(difference / max(np.abs(reference).max(), 1e-12)) if difference else 0.0
+
+
+def max_relative(ours, reference, keys=None):
+    """The worst relative_difference over the entries `keys` (default: all of reference's) of two dicts."""
+    return max(relative_difference(ours[k], reference[k]) for k in (reference if keys is None else keys))

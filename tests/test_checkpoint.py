@@ -69,7 +69,10 @@ def test_checkpoint_loads_when_page_cache_leaves_little_free_memory(tmp_path, mo
 def test_checkpoint_larger_than_available_memory_is_named(tmp_path, monkeypatch):
     import msvision.checkpoint as checkpoint
     path = str(tmp_path / "w.ckpt")
-    ms.save_checkpoint(nn.Dense(64, 64), path)
-    monkeypatch.setattr(checkpoint, "_memory_available", lambda: 1024)
-    with pytest.raises(MsvisionError, match=r"w\.ckpt' \(0 MB\) does not fit in the memory available now \(0 MB\)"):
-        load_weights(nn.Dense(64, 64), path)
+    ms.save_checkpoint(nn.Dense(1024, 1024), path)  # 4 MB of weights
+    monkeypatch.setattr(checkpoint, "_memory_available", lambda: 3 * 2**20)
+    with pytest.raises(MsvisionError, match=r"w\.ckpt' \(4\.0 MB\) does not fit in the memory available now "
+                                            r"\(3\.0 MB\); free memory"):
+        load_weights(nn.Dense(1024, 1024), path)
+    monkeypatch.setattr(checkpoint, "_memory_available", lambda: 5 * 2**20)  # it fits: loaded
+    load_weights(nn.Dense(1024, 1024), path)

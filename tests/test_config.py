@@ -1,6 +1,7 @@
 """Config: YAML keys are the options, CLI overrides YAML, every mistake is a one-line error naming the key."""
 import glob
 import os
+import re
 
 import pytest
 
@@ -59,6 +60,7 @@ def test_cli_overrides_yaml_which_overrides_defaults(tmp_path):
     ("class_weight_beta: 0\n", "'class_weight_beta' must be in (0.0, 1.0), got 0"),
     ("logit_adjust_tau: -0.5\n", "'logit_adjust_tau' must be >= 0.0, got -0.5"),
     ("head_lr_scale: 0\n", "'head_lr_scale' must be > 0.0, got 0"),
+    ("pretrained: imagenet\n", "'pretrained' must be one of true, torchvision, timm, mindcv, 1e100, got 'imagenet'"),
 ])
 def test_yaml_mistakes_are_named(tmp_path, text, message):
     with pytest.raises(MsvisionError) as err:
@@ -77,6 +79,15 @@ def test_cli_mistakes_are_named():
         parse_config(["-c", "/nonexistent.yaml"])
 
 
+def test_pretrained_is_true_false_or_a_source(tmp_path):
+    assert parse_config(["--pretrained"]).pretrained == "true"
+    assert parse_config(["--pretrained", "timm"]).pretrained == "timm"
+    assert parse_config(["--pretrained", "false"]).pretrained is None
+    assert parse_config(["-c", write(tmp_path, "pretrained: true\n")]).pretrained == "true"
+    assert parse_config(["-c", write(tmp_path, "pretrained: false\n")]).pretrained is None
+    assert parse_config([]).pretrained is None
+
+
 def test_dumped_config_round_trips():
     args = parse_config(["--model", "vovnet19", "--lr", "0.3", "--milestones", "2", "4"])
     again = config_from_text(dump_config(args))
@@ -92,3 +103,36 @@ def test_jit_level_auto_follows_the_device():
     assert parse_config([]).jit_level == "auto"
     for path in glob.glob(os.path.join(REPO_ROOT, "configs", "*", "*_ascend.yaml")):
         assert parse_config(["--config", path]).jit_level == "auto", path
+
+
+def _readme_row(start):
+    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as handle:
+        rows = [line for line in handle if line.startswith(start)]
+    assert len(rows) == 1, start
+    return rows[0]
+
+
+def test_readme_recipe_table_matches_the_files():
+    """The README's recipe table states each shipped recipe's figures: read them there, compare with the YAML."""
+    row = _readme_row("| `configs/vgg/vgg{11,13,16,19}{,_bn}_ascend.yaml` |")
+    found = re.search(r"MindCV: (\d+) x (\d+), lr ([\d.e-]+) at (\d+), (\d+) warmup epochs, cosine to ([\d.e-]+), "
+                      r"(\d+) epochs, momentum ([\d.]+), wd ([\d.e-]+), smoothing ([\d.]+), amp (O\d), loss scale (\d+)",
+                      row)
+    devices, batch, lr, base, warmup, min_lr, epochs, momentum, wd, smoothing, amp, scale = found.groups()
+    assert int(devices) * int(batch) == int(base)
+    for name in ("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"):
+        a = parse_config(["-c", os.path.join(REPO_ROOT, "configs", "vgg", f"{name}_ascend.yaml")])
+        assert (a.model, a.batch_size, a.lr, a.lr_base_batch_size, a.warmup_epochs, a.min_lr, a.epoch_size,
+                a.momentum, a.weight_decay, a.label_smoothing, a.amp_level, a.loss_scale, a.scheduler) == \
+            (name, int(batch), float(lr), int(base), float(warmup), float(min_lr), int(epochs), float(momentum),
+             float(wd), float(smoothing), amp, float(scale), "warmup_cosine_decay"), name
+    row = _readme_row("| `configs/vovnet/vovnet{19,27_slim,39,57,99}_ascend.yaml` |")
+    assert "SGD nesterov, wd 2e-5, smoothing 0.1, one cosine cycle to 1e-7 whose first 10% rises" in row
+    assert "EMA, dropout 0.2" in row
+    triples = re.search(r"epochs/global batch/peak lr ((?:\d+/\d+/[\d.]+(?:, )?)+)", row).group(1).split(", ")
+    for name, triple in zip(("vovnet19", "vovnet27_slim", "vovnet39", "vovnet57", "vovnet99"), triples, strict=True):
+        epochs, global_batch, peak = triple.split("/")
+        a = parse_config(["-c", os.path.join(REPO_ROOT, "configs", "vovnet", f"{name}_ascend.yaml")])
+        assert (a.model, a.epoch_size, a.lr_base_batch_size, a.lr, a.opt, a.nesterov, a.weight_decay,
+                a.label_smoothing, a.min_lr, a.num_cycles, a.cycle_warmup_fraction, a.ema, a.drop_rate) == \
+            (name, int(epochs), int(global_batch), float(peak), "sgd", True, 2e-5, 0.1, 1e-7, 1, 0.1, True, 0.2), name

@@ -1,4 +1,5 @@
 """scripts/convert.py: detection, one-line errors that write nothing, and MindCV files used without converting."""
+import json
 import re
 
 import numpy as np
@@ -8,14 +9,8 @@ import pytest
 import msvision
 from msvision import MsvisionError
 from msvision.checkpoint import load_weights, read_checkpoint
-from tests.conftest import run_cli
+from tests.conftest import error_line, eval_inputs, run_cli, split_files
 from tests.ref_1e100 import Reference1e100
-
-
-def error_line(done):
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +22,7 @@ def vovnet19_file(torch_reference, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_cli_detects_source_and_reports_what_it_wrote(vovnet19_file, tmp_path):
     out = tmp_path / "out.ckpt"
     done = run_cli(["scripts/convert.py", "--model", "vovnet19", "--input", vovnet19_file, "--output", out])
@@ -37,6 +33,7 @@ def test_cli_detects_source_and_reports_what_it_wrote(vovnet19_file, tmp_path):
     assert net.parameters_dict()["head.fc.weight"].shape == (10, 512)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_errors_and_write_nothing(torch_reference, vovnet19_file, tmp_path):
     torch = torch_reference[0]
     torch.save({"a": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")  # a module, not a state dict
@@ -64,6 +61,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(torch_reference, vovne
         print(line)
 
 
+@pytest.mark.slow
 def test_convert_without_torch_names_the_extra(tmp_path, vovnet19_file):
     code = ("import sys; sys.modules['torch'] = None; from msvision.convert.convert import convert_file; "
             f"convert_file('vovnet19', r'{vovnet19_file}', r'{tmp_path / 'o.ckpt'}')")
@@ -104,9 +102,21 @@ def test_only_the_exact_mindcv_pattern_is_relaxed(tmp_path):
 def test_mindcv_checkpoint_in_validate_and_train(tmp_path, image_folder):
     mindcv_net, path = _mindcv_vgg11(tmp_path, 4)
     done = run_cli(["validate.py", "--model", "vgg11", "--ckpt_path", path, "--data_dir", image_folder,
-                    "--image_resize", "32", "--crop_pct", "1", "--output", tmp_path / "r.json"])
+                    "--image_resize", "224", "--crop_pct", "1", "--interpolation", "bilinear", "--output",
+                    tmp_path / "r.json"])  # 224: MindCV's VGG has no adaptive pooling before its classifier
     assert "MindCV layout recognised: 8 conv biases absent, filled with zeros; 3 training entries dropped" \
         in done.stdout + done.stderr
+    # the report's figures from MindCV's own model on the same images (preprocessed with PIL)
+    paths, labels = split_files(image_folder, "val")
+    mindcv_net.set_train(False)
+    logits = mindcv_net(ms.Tensor(eval_inputs(paths, 224))).asnumpy().astype(np.float64)
+    shifted = logits - logits.max(1, keepdims=True)
+    loss = float(np.mean(np.log(np.exp(shifted).sum(1)) - shifted[np.arange(len(labels)), labels]))
+    report = json.loads((tmp_path / "r.json").read_text())
+    print(f"validate.py: top-1 {report['top1']} loss {report['loss']}; MindCV: top-1 "
+          f"{100 * np.mean(logits.argmax(1) == labels)} loss {loss}")
+    assert report["count"] == len(labels) and report["top1"] == pytest.approx(100 * np.mean(logits.argmax(1) == labels))
+    assert abs(report["loss"] - loss) <= 1e-6 * loss  # measured 6e-9 relative
     trained = run_cli(["train.py", "--model", "vgg11", "--ckpt_path", path, "--data_dir", image_folder,
                        "--num_classes", "4", "--image_resize", "32", "--epoch_size", "1", "--batch_size", "16",
                        "--ckpt_save_dir", tmp_path / "run", "--amp_level", "O0", "--lr", "0.001"])

@@ -17,7 +17,8 @@ from msvision.checkpoint import CheckpointManager, read_checkpoint
 from msvision.files import WriteFailed, write_text
 from msvision.train.records import read_summary
 from tests.conftest import run_cli
-from tests.test_reliability import compare_states, latest_state
+from tests.conftest import latest_state
+from tests.test_reliability import compare_states
 
 
 @contextlib.contextmanager
@@ -37,6 +38,7 @@ def resize(folder, megabytes):
     subprocess.run(["mount", "-o", f"remount,size={megabytes}M", str(folder)], check=True)
 
 
+@pytest.mark.slow
 def test_a_write_that_fails_on_the_disk_leaves_nothing(tmp_path, monkeypatch):
     """The space check said yes (here: told a checkpoint needs 1 byte), then the disk filled during MindSpore's own
     write: one error naming the file and the free space, no temporary of ours or MindSpore's, nothing from MindSpore

@@ -14,6 +14,7 @@ import numpy as np
 import mindspore as ms
 import pytest
 
+from tests.conftest import relative_difference
 from tests.references import (FAMILIES, finite_difference, in_msvision_names, msvision_loss_and_grads,
                               msvision_twin, random_reference, torch_loss_and_grads, torch_names_of,
                               worst_relative)
@@ -51,12 +52,9 @@ def test_case_is_free_of_kink_ties(case):
 
 @pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
 def test_parameter_gradients_match_float64_reference(case, mode):
-    ms.set_context(mode=mode)
-    try:
-        net = msvision_twin(case["name"], case["library"], case["reference"])
-        loss, grads = msvision_loss_and_grads(net, case["images"], case["labels"], case["train"])
-    finally:
-        ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=mode)  # restored by conftest's restore_execution_mode
+    net = msvision_twin(case["name"], case["library"], case["reference"])
+    loss, grads = msvision_loss_and_grads(net, case["images"], case["labels"], case["train"])
     assert set(grads) == set(case["grads64"])
     errors = worst_relative(grads, case["grads64"])
     worst = max(errors, key=errors.get)
@@ -71,11 +69,8 @@ def test_gradients_match_finite_differences(case, torch_reference):
     """Sampled elements of msvision's gradient against float64 central differences of the PyTorch reference."""
     torch = torch_reference[0]
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    try:
-        net = msvision_twin(case["name"], case["library"], case["reference"])
-        _, grads = msvision_loss_and_grads(net, case["images"], case["labels"], case["train"])
-    finally:
-        ms.set_context(mode=ms.GRAPH_MODE)
+    net = msvision_twin(case["name"], case["library"], case["reference"])
+    _, grads = msvision_loss_and_grads(net, case["images"], case["labels"], case["train"])
     model64 = copy.deepcopy(case["reference"]).double()
     torch_name = torch_names_of(net, case["name"], case["library"], model64)
     ms_names = list(grads)
@@ -103,25 +98,22 @@ def test_bn_chain_repro_is_a_relu_kink_not_a_kernel_error(torch_reference):
 
     case = np.load(os.path.join(os.path.dirname(__file__), "data", "bn_chain_case.npz"))
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    try:
-        convs = [nn.Conv2d(128, 64, 3, pad_mode="pad", padding=1, weight_init=ms.Tensor(case["w0"])),
-                 nn.Conv2d(64, 64, 3, pad_mode="pad", padding=1, weight_init=ms.Tensor(case["w1"]))]
-        norms = [nn.BatchNorm2d(64), nn.BatchNorm2d(64)]
-        pre_relu = []
+    convs = [nn.Conv2d(128, 64, 3, pad_mode="pad", padding=1, weight_init=ms.Tensor(case["w0"])),
+             nn.Conv2d(64, 64, 3, pad_mode="pad", padding=1, weight_init=ms.Tensor(case["w1"]))]
+    norms = [nn.BatchNorm2d(64), nn.BatchNorm2d(64)]
+    pre_relu = []
 
-        def chain(x):
-            pre_relu.clear()
-            for conv, norm in zip(convs, norms):
-                norm.set_train(True)
-                pre_relu.append(norm(conv(x)))
-                x = ops.relu(pre_relu[-1])
-            return x
+    def chain(x):
+        pre_relu.clear()
+        for conv, norm in zip(convs, norms):
+            norm.set_train(True)
+            pre_relu.append(norm(conv(x)))
+            x = ops.relu(pre_relu[-1])
+        return x
 
-        _, vjp = ms.vjp(chain, ms.Tensor(case["x"]))
-        masks = [(z.asnumpy() > 0) for z in pre_relu]
-        (ours,) = vjp(ms.Tensor(case["v"]))
-    finally:
-        ms.set_context(mode=ms.GRAPH_MODE)
+    _, vjp = ms.vjp(chain, ms.Tensor(case["x"]))
+    masks = [(z.asnumpy() > 0) for z in pre_relu]
+    (ours,) = vjp(ms.Tensor(case["v"]))
     ours = ours.asnumpy().astype(np.float64)
 
     x = torch.tensor(case["x"], dtype=torch.float64, requires_grad=True)
@@ -134,13 +126,10 @@ def test_bn_chain_repro_is_a_relu_kink_not_a_kernel_error(torch_reference):
     same_branch = x.grad.numpy()
     truth = case["dx_float64"]
 
-    def relative(a, b):
-        return np.abs(a - b).max() / np.abs(b).max()
-
     flips = [np.flatnonzero(m.ravel() != (z.detach().numpy().ravel() > 0)) for m, z in zip(masks, pre64)]
     flipped_values = np.concatenate([z.detach().numpy().ravel()[f] for z, f in zip(pre64, flips)])
-    print(f"vs float64 truth {relative(ours, truth):.1e}; vs float64 on msvision's branch "
-          f"{relative(ours, same_branch):.1e}; ReLU inputs on the other side of zero: {flipped_values}")
-    assert relative(ours, same_branch) <= 1e-5
+    print(f"vs float64 truth {relative_difference(ours, truth):.1e}; vs float64 on msvision's branch "
+          f"{relative_difference(ours, same_branch):.1e}; ReLU inputs on the other side of zero: {flipped_values}")
+    assert relative_difference(ours, same_branch) <= 1e-5
     assert np.all(np.abs(flipped_values) < 1e-5)  # any disagreement with the truth is a rounding-level kink
-    assert relative(ours, truth) <= relative(same_branch, truth) + 1e-5  # the branch explains all of the difference
+    assert relative_difference(ours, truth) <= relative_difference(same_branch, truth) + 1e-5  # the branch explains all of the difference

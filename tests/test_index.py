@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from msvision import MsvisionError
 from msvision.config import parse_config
 from msvision.data.dataset import rank_order
 from msvision.data.index import index_base, split_index
@@ -37,12 +38,33 @@ def test_index_is_built_once_and_reused_until_the_folder_changes(tmp_path, monke
     assert noted.how.startswith("built") and noted.num_items == 65 and noted.meta["skipped"] == 1
     os.remove(os.path.join(train, "class_1", "new.jpg"))
     assert index_of(train).num_items == 64
+    os.rename(os.path.join(train, "class_3", "015.jpg"), os.path.join(train, "class_3", "renamed.jpg"))
+    renamed = index_of(train)
+    assert renamed.how.startswith("built") and renamed.num_items == 64
+    names = [line.split("\t")[0] for line in open(renamed.files[:-len(".npz")] + ".tsv").read().splitlines()]
+    assert "class_3/renamed.jpg" in names and "class_3/015.jpg" not in names
+
+
+def test_no_index_is_written_after_unreadable_images(tmp_path, monkeypatch):
+    """The refusal is not cached: the next start checks the files again (and, once they are fixed, indexes them)."""
+    monkeypatch.setenv("MSVISION_CACHE", str(tmp_path / "cache"))
+    train = os.path.join(make_image_folder(tmp_path / "data"), "train")
+    broken = os.path.join(train, "class_1", "broken.jpg")
+    with open(os.path.join(train, "class_1", "000.jpg"), "rb") as good:
+        open(broken, "wb").write(good.read()[:300])
+    for _ in range(2):
+        with pytest.raises(MsvisionError, match="1 unreadable image file"):
+            index_of(train)
+        assert not [n for n in os.listdir(tmp_path / "cache") if not n.endswith(".lock")]
+    os.remove(broken)
+    assert index_of(train).how.startswith("built")
 
 
 INDEX_ONE = ("import sys; from msvision.data.index import index_base, split_index; import os; print('ready', flush=True); "
              "i = split_index(sys.argv[1], sorted(os.listdir(sys.argv[1]))); print(i.how.split()[0], i.num_items)")
 
 
+@pytest.mark.slow
 def test_one_process_builds_while_the_others_wait_and_read(tmp_path, monkeypatch):
     monkeypatch.setenv("MSVISION_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()

@@ -3,6 +3,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
@@ -25,6 +26,7 @@ def write_dataset(root):
     return root
 
 
+@pytest.mark.slow
 def test_report_figures_sizes_formats_and_refused_files(tmp_path):
     data = write_dataset(str(tmp_path / "data"))
     out = run_cli(["scripts/inspect_data.py", "--data_dir", data, "--model", "vgg11", "--json", tmp_path / "r.json",
@@ -66,6 +68,7 @@ def test_report_figures_sizes_formats_and_refused_files(tmp_path):
     assert "refused 1; index not written" in out
 
 
+@pytest.mark.slow
 def test_bad_inputs(tmp_path):
     data = write_dataset(str(tmp_path / "data"))
     for args, message in (

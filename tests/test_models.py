@@ -95,6 +95,7 @@ def test_small_and_large_inputs_work(name):
         assert net(ms.Tensor(np.zeros((1, 3, size, size), np.float32))).shape == (1, 7)
 
 
+@pytest.mark.slow
 def test_user_onednn_value_is_kept():
     code = "import os, msvision; print(os.environ['ONEDNN_MAX_CPU_ISA'])"
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="SSE41")
@@ -105,6 +106,7 @@ def test_user_onednn_value_is_kept():
                           check=True).stdout.strip() == "AVX2"
 
 
+@pytest.mark.slow
 def test_model_table_cli():
     out = subprocess.run([sys.executable, "-m", "msvision.models", "--pattern", "vgg1[16]"], cwd=REPO_ROOT,
                          capture_output=True, text=True, check=True).stdout
@@ -149,4 +151,3 @@ def test_stage_pool_input_gradient_in_both_modes(padded):
         ms.set_context(mode=mode)
         ours, expected = InputGrad(MaxPool3x3s2(padded))(x, sens).asnumpy(), InputGrad(builtin)(x, sens).asnumpy()
         assert np.abs(expected).sum() > 0 and np.array_equal(ours, expected), mode
-    ms.set_context(mode=ms.GRAPH_MODE)

@@ -6,6 +6,7 @@ import pytest
 
 import msvision
 from msvision.convert.convert import convert_file
+from tests.conftest import relative_difference
 from tests.references import random_reference
 
 # (msvision name, reference library, reference name)
@@ -22,10 +23,6 @@ PARITY_CASES = [
 VOVNETS_1E100 = ["vovnet19", "vovnet27_slim", "vovnet39", "vovnet57", "vovnet99"]
 
 
-def relative_logit_error(ours, theirs):
-    return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
-
-
 def msvision_logits(name, ckpt, images, modes=(ms.GRAPH_MODE, ms.PYNATIVE_MODE)):
     """Logits of the converted checkpoint in each execution mode."""
     results = []
@@ -34,7 +31,6 @@ def msvision_logits(name, ckpt, images, modes=(ms.GRAPH_MODE, ms.PYNATIVE_MODE))
         net = msvision.create_model(name, checkpoint_path=str(ckpt))
         net.set_train(False)
         results.append(net(ms.Tensor(images)).asnumpy())
-    ms.set_context(mode=ms.GRAPH_MODE)
     return results
 
 
@@ -51,7 +47,7 @@ def test_converted_logits_match_reference(torch_reference, tmp_path, name, libra
     with torch.no_grad():
         expected = reference(torch.from_numpy(images)).numpy()
     for got in msvision_logits(name, ms_file, images):
-        error = relative_logit_error(got, expected)
+        error = relative_difference(got, expected)
         print(f"parity {name} vs {library}:{ref_name}: max|diff|/max|logit| = {error:.2e}")
         assert error <= 1e-5
 
@@ -78,7 +74,7 @@ def test_1e100_weights_convert_with_parity(torch_reference, tmp_path, name):
         _, source = convert_file(name, str(torch_file), str(ms_file))
         assert source == "1e100"
         (got,) = msvision_logits(name, ms_file, images, modes=(ms.PYNATIVE_MODE,))
-        error = relative_logit_error(got, expected)
+        error = relative_difference(got, expected)
         print(f"parity {name} vs 1e100 ({form}): {error:.2e}")
         assert error <= 1e-5
 
@@ -109,12 +105,11 @@ def test_mindcv_checkpoints_load_directly_with_parity(tmp_path, name):
     for path in files:
         net = msvision.create_model(name, checkpoint_path=str(path))
         net.set_train(False)
-        error = relative_logit_error(net(ms.Tensor(images)).asnumpy(), expected)
+        error = relative_difference(net(ms.Tensor(images)).asnumpy(), expected)
         biases = [p.asnumpy() for p in net.get_parameters() if p.name.startswith("features.") and
                   p.name.endswith(".bias")]
         print(f"parity {name} vs MindCV ({path.name}): {error:.2e}")
-        assert error <= 1e-5 and len(biases) == {"vgg11": 8, "vgg16": 13}[name] and not any(b.any() for b in biases)
-    ms.set_context(mode=ms.GRAPH_MODE)
+        assert error == 0.0 and len(biases) == {"vgg11": 8, "vgg16": 13}[name] and not any(b.any() for b in biases)
 
 
 @pytest.mark.parametrize("name", ["ese_vovnet19b_dw", "vovnet39a"])
@@ -134,6 +129,6 @@ def test_act_layer_and_drop_path_keep_parity_with_timm(torch_reference, name, ac
     images = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(images)).numpy()
-    error = relative_logit_error(net(ms.Tensor(images)).asnumpy(), expected)
+    error = relative_difference(net(ms.Tensor(images)).asnumpy(), expected)
     print(f"{name} act {act}: {error:.2e}")
     assert error <= 1e-5

@@ -13,9 +13,10 @@ import numpy as np
 import mindspore as ms
 import pytest
 
-from msvision.checkpoint import CheckpointManager, read_checkpoint
+from msvision.checkpoint import read_checkpoint
 from msvision.train.records import read_summary
-from tests.conftest import REPO_ROOT, make_image_folder, run_cli
+from tests.conftest import (REPO_ROOT, error_line, checkpoint_arrays, latest_checkpoint, latest_state, make_image_folder, max_relative,
+                            msrun_command, run_cli, run_msrun)
 
 # Every source of randomness on (crop, flips, RandAugment with magnitude noise, Cutout, random erasing, mixup and
 # cutmix, dropout), with EMA, a dynamic loss scale, mid-epoch checkpoints and 2 pipeline worker processes: a resumed
@@ -31,15 +32,6 @@ RESUMABLE = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_
 
 
 DRILL_BOUND_S = 120  # measured: ~33 s, MindSpore's scheduler declaring the lost worker's node timed out
-
-
-def latest_state(save_dir):
-    path = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
-    return {k: v.asnumpy() for k, v in read_checkpoint(path).items() if not isinstance(v, str)}
-
-
-def max_relative(a, b, keys):
-    return max(float(np.abs(a[k] - b[k]).max() / max(np.abs(b[k]).max(), 1e-12)) for k in keys)
 
 
 def compare_states(resumed, uninterrupted):
@@ -147,9 +139,8 @@ def test_failure_drill_one_msrun_worker_killed_then_exact_resume(tmp_path, image
     """SIGKILL one of two msrun workers mid-epoch: the job ends by itself (no hang) within a bound, and --resume
     auto under msrun ends exactly where an uninterrupted run does."""
     def msrun(save_dir, port, *extra):
-        return ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", str(port), "--log_dir",
-                str(tmp_path / f"logs{port}"), "--join", "True", "python", "train.py", "--data_dir", image_folder,
-                "--batch_size", "4", "--ckpt_save_dir", str(save_dir)] + RESUMABLE + list(extra)
+        return msrun_command(tmp_path / f"logs{port}", port, "train.py", "--data_dir", image_folder, "--batch_size", "4",
+                             "--ckpt_save_dir", save_dir, *RESUMABLE, *extra)
 
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     resume_until_done(msrun(straight, free_port))
@@ -212,15 +203,15 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
               "--image_resize", "32", "--batch_size", "8", "--val_while_train", "false", "--ckpt_save_dir", save_dir,
               "--num_parallel_workers", "1", "--max_nonfinite_steps", "3", "--ckpt_save_steps", "1"]
     run_cli(common + ["--epoch_size", "1"])
-    good = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
+    good = latest_checkpoint(save_dir)
     good_bytes = open(good, "rb").read()
     done = run_cli(common + ["--epoch_size", "2", "--resume", "auto", "--lr", "1e38"], check=False)
-    line = done.stderr.strip().splitlines()[-1]
+    line = error_line(done)
     # noticed at the next read of the device statistics: after at least max_nonfinite_steps bad steps
     stopped = re.match(r"error: loss or gradients were non-finite for (\d+) consecutive steps \(max_nonfinite_steps 3\)",
                        line)
-    assert done.returncode == 2 and stopped and int(stopped.group(1)) >= 3, line
-    latest = CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
+    assert stopped and int(stopped.group(1)) >= 3, line
+    latest = latest_checkpoint(save_dir)
     assert f"last good checkpoint: {latest}" in line
     assert open(good, "rb").read() == good_bytes  # earlier checkpoints untouched
     for path in {good, latest}:  # nothing with non-finite weights was saved
@@ -268,12 +259,10 @@ def assert_untouched(folder):
 
 
 def train_error(args, folder):
-    done = run_cli(["train.py", "--ckpt_save_dir", folder] + [str(a) for a in args], check=False, timeout=300)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and lines and lines[-1].startswith("error: "), done.stdout[-2000:] + done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
-    print(f"{' '.join(str(a) for a in args)[-60:]} -> {lines[-1]}")
-    return lines[-1]
+    line = error_line(run_cli(["train.py", "--ckpt_save_dir", folder] + [str(a) for a in args], check=False,
+                              timeout=300))
+    print(f"{' '.join(str(a) for a in args)[-60:]} -> {line}")
+    return line
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +272,7 @@ def small_checkpoints(tmp_path_factory, image_folder):
     run_cli(["train.py", "--data_dir", image_folder, "--model", "ese_vovnet19b_slim_dw", "--num_classes", "4",
              "--image_resize", "32", "--batch_size", "16", "--epoch_size", "1", "--val_while_train", "false",
              "--ckpt_save_dir", folder / "run", "--num_parallel_workers", "1"])
-    good = CheckpointManager(str(folder / "run"), "", 1, "latest_k").latest()
+    good = latest_checkpoint(folder / "run")
     truncated = folder / "truncated.ckpt"
     truncated.write_bytes(open(good, "rb").read()[:20000])
     return good, str(truncated)
@@ -293,6 +282,7 @@ SMALL = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resi
          "--num_parallel_workers", "1"]
 
 
+@pytest.mark.slow
 def test_bad_config_and_data_inputs(tmp_path, guarded_dir, image_folder):
     yaml_file = tmp_path / "bad.yaml"
     yaml_file.write_text("model: vgg11\nlearning_rate: 0.1\n")
@@ -316,9 +306,30 @@ def test_bad_config_and_data_inputs(tmp_path, guarded_dir, image_folder):
                                                                                   guarded_dir)
     assert "batch_size 65 x grad_accum_steps 1 is larger than the 64 training images per device" in \
         train_error(SMALL + ["--data_dir", image_folder, "--batch_size", "65"], guarded_dir)
+    assert train_error(SMALL + ["--data_dir", image_folder, "--num_classes", "5"], guarded_dir) == \
+        f"error: num_classes is 5 but '{image_folder}/train' has 4 class folders: set num_classes: 4"
+    renamed = tmp_path / "renamed_val_class"
+    shutil.copytree(image_folder, renamed)
+    os.rename(renamed / "val" / "class_3", renamed / "val" / "class_x")
+    assert train_error(SMALL + ["--data_dir", renamed], guarded_dir) == \
+        f"error: class folders of '{renamed}/val' differ from those of '{renamed}/train'"
     assert_untouched(guarded_dir)
 
 
+@pytest.mark.slow
+def test_unwritable_cache_is_one_line(tmp_path, monkeypatch, guarded_dir, image_folder):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    monkeypatch.setenv("MSVISION_CACHE", str(blocker / "cache"))
+    fresh = tmp_path / "data"  # not indexed yet in the tests' cache
+    shutil.copytree(image_folder, fresh)
+    assert train_error(SMALL + ["--data_dir", fresh], guarded_dir) == \
+        f"error: cache folder '{blocker}/cache' cannot be created (Not a directory): set MSVISION_CACHE to a " \
+        f"writable folder"
+    assert_untouched(guarded_dir)
+
+
+@pytest.mark.slow
 def test_corrupt_images_are_named_before_training(tmp_path, guarded_dir, image_folder):
     data = tmp_path / "data"
     shutil.copytree(image_folder, data)
@@ -330,6 +341,7 @@ def test_corrupt_images_are_named_before_training(tmp_path, guarded_dir, image_f
     assert_untouched(guarded_dir)
 
 
+@pytest.mark.slow
 def test_a_file_corrupt_inside_is_one_line_naming_the_split(tmp_path, image_folder):
     """Header and end marker intact, no image between: passes the index's check, fails in the decoder."""
     data = tmp_path / "data"
@@ -342,6 +354,7 @@ def test_a_file_corrupt_inside_is_one_line_naming_the_split(tmp_path, image_fold
                     f"looked complete); find it with PIL, remove or replace it")
 
 
+@pytest.mark.slow
 def test_bad_imbalance_and_finetune_inputs(tmp_path, guarded_dir, image_folder):
     data = SMALL + ["--data_dir", image_folder]
     assert train_error(data + ["--sampler", "random"], guarded_dir) == \
@@ -361,6 +374,7 @@ def test_bad_imbalance_and_finetune_inputs(tmp_path, guarded_dir, image_folder):
     assert_untouched(guarded_dir)
 
 
+@pytest.mark.slow
 def test_non_image_files_are_skipped_with_a_count(tmp_path, image_folder):
     data = tmp_path / "data"
     shutil.copytree(image_folder, data)
@@ -371,6 +385,7 @@ def test_non_image_files_are_skipped_with_a_count(tmp_path, image_folder):
     assert "skipped 2 files without an image extension" in out and "training done" in out
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_for_training(tmp_path, guarded_dir, image_folder, small_checkpoints):
     good, truncated = small_checkpoints
     data = ["--data_dir", image_folder]
@@ -386,11 +401,26 @@ def test_bad_checkpoints_for_training(tmp_path, guarded_dir, image_folder, small
     assert "head.fc.weight: checkpoint (4, 512) vs model (10, 512)" in line and "reset_head" in line
     assert_untouched(guarded_dir)
     out = run_cli(["train.py", "--num_classes", "10"] + SMALL[:2] + SMALL[4:] +
-                  ["--data_dir", ten, "--ckpt_path", good, "--reset_head", "--epoch_size", "1",
+                  ["--data_dir", ten, "--ckpt_path", good, "--reset_head", "--freeze", "backbone", "--epoch_size", "1",
                    "--val_while_train", "false", "--ckpt_save_dir", tmp_path / "finetune"]).stdout
     assert "re-initialised: head.fc.bias, head.fc.weight" in out
+    # the file: the frozen backbone is the checkpoint's exactly, the classifier a new one for 10 classes
+    after = latest_state(tmp_path / "finetune")
+    before = checkpoint_arrays(good)
+    backbone = [k for k in after if k.startswith("stem.") or k.startswith("stages.")]
+    assert len(backbone) > 50 and all(np.array_equal(after[k], before[k]) for k in backbone)
+    assert after["head.fc.weight"].shape == (10, 512) and before["head.fc.weight"].shape == (4, 512)
 
 
+@pytest.mark.slow
+def test_validation_folder_of_another_class_count(tmp_path, image_folder, small_checkpoints):
+    five = tmp_path / "five"
+    make_image_folder(five, classes=5, train_per_class=1, val_per_class=1)
+    done = run_cli(["validate.py", "--ckpt_path", small_checkpoints[0], "--data_dir", five], check=False)
+    assert error_line(done) == f"error: the model has 4 classes but '{five}/val' has 5 class folders"
+
+
+@pytest.mark.slow
 def test_unwritable_dir_and_existing_run(tmp_path, image_folder, small_checkpoints):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
@@ -405,16 +435,21 @@ def test_unwritable_dir_and_existing_run(tmp_path, image_folder, small_checkpoin
 
 @pytest.mark.slow
 def test_resume_with_another_world_size_rescales_lr(tmp_path, image_folder, free_port):
+    """One process saves mid-epoch (32 of 64 images, step 4 of 8); two msrun workers resume from that file: they
+    continue at batch 2 of the 4 an epoch now has, with the LR doubled (linear rule, constant schedule), and train
+    the epoch's second half then epoch 2."""
     save_dir = tmp_path / "run"
     common = ["--data_dir", image_folder, "--model", "ese_vovnet19b_slim_dw", "--num_classes", "4",
               "--image_resize", "32", "--batch_size", "8", "--val_while_train", "false", "--lr", "0.1",
-              "--lr_base_batch_size", "8", "--num_parallel_workers", "1", "--ckpt_save_dir", str(save_dir)]
-    run_cli(["train.py", "--epoch_size", "1"] + common)
-    cmd = ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", str(free_port), "--log_dir",
-           str(tmp_path / "logs"), "--join", "True", "python", "train.py", "--epoch_size", "2", "--resume",
-           "auto"] + common
-    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    log = open(save_dir / "train.log", encoding="utf-8").read()
-    assert "resuming with world size 2 (checkpoint had 1): effective lr 0.1 -> 0.2" in log
-    assert latest_state(save_dir)["state.world_size"] == 2 and "training done" in log.split("resuming")[-1]
+              "--lr_base_batch_size", "8", "--scheduler", "constant", "--warmup_epochs", "0", "--log_interval", "1",
+              "--num_parallel_workers", "1", "--keep_checkpoint_max", "10", "--ckpt_save_dir", str(save_dir)]
+    run_cli(["train.py", "--epoch_size", "1", "--ckpt_save_steps", "4"] + common)
+    entries = json.loads((save_dir / "checkpoints.json").read_text())["checkpoints"]
+    middle = [str(save_dir / e["file"]) for e in entries if e["global_step"] == 4][0]
+    run_msrun(tmp_path / "logs", free_port, "train.py", "--epoch_size", "2", "--resume", middle, *common)
+    log = open(save_dir / "train.log", encoding="utf-8").read().split(f"resumed from {middle}")[1]
+    assert log.startswith(": epoch 1, batch 2 of 4, optimizer step 2"), log[:200]
+    assert "resuming with world size 2 (checkpoint had 1): effective lr 0.1 -> 0.2, steps per epoch now 4" in log
+    steps = re.findall(r"epoch (\d)/2 step (\d)/4 loss [\d.]+ lr ([\d.]+)", log)
+    assert steps == [("1", "3", "0.2"), ("1", "4", "0.2")] + [("2", str(i), "0.2") for i in range(1, 5)], steps
+    assert latest_state(save_dir)["state.world_size"] == 2 and "training done" in log

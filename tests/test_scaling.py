@@ -1,4 +1,6 @@
 """scripts/scaling.py: the all-reduce model's arithmetic and the CLI's projection table."""
+import re
+
 import pytest
 
 from msvision.scaling import allreduce_seconds, project
@@ -23,9 +25,24 @@ def test_projection_efficiency_falls_with_cards_and_overlap_hides_communication(
     assert rows[0].images_per_s == pytest.approx(8 * 32 / rows[0].step_ms * 1e3)
 
 
+@pytest.mark.slow
 def test_scaling_cli_prints_a_projection_per_bandwidth():
     out = run_cli(["scripts/scaling.py", "--model", "vgg16", "--step_ms", "40", "--cards", "8", "16"]).stdout
     assert "vgg16: 138.36M parameters, 553 MB of gradients per all-reduce" in out
     assert out.count("(projection)") == 2 and len([l for l in out.splitlines() if l.strip().startswith("16 ")]) == 2
     bad = run_cli(["scripts/scaling.py", "--model", "vgg16", "--step_ms", "0"], check=False)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --step_ms must be > 0 and --overlap in [0, 1]"
+
+
+@pytest.mark.slow
+def test_cli_reads_roce_in_gigabits():
+    """--inter_gbits 100 is 12.5 GB/s: the 16-card (2-node) all-reduce time worked out by hand from the printed
+    gradient size (HCCS 30 GB/s inside the node, each card's 1/8 share across the 2 nodes)."""
+    out = run_cli(["scripts/scaling.py", "--model", "vgg16", "--step_ms", "40", "--cards", "16", "--inter_gbits",
+                   "100"]).stdout
+    params = float(re.search(r"vgg16: ([\d.]+)M parameters", out).group(1)) * 1e6
+    grad_bytes = 4 * params
+    expected_ms = 1e3 * (2 * 7 / 8 * grad_bytes / 30e9 + 2 * 1 / 2 * (grad_bytes / 8) / (100e9 / 8))
+    row = [line.split() for line in out.splitlines() if line.strip().startswith("16 ")][0]
+    print(out, f"expected all-reduce {expected_ms:.2f} ms")
+    assert abs(float(row[1]) - expected_ms) <= 0.051  # printed with one decimal

@@ -82,9 +82,10 @@ class TorchTrainer:
     """The recipe's steps in plain PyTorch float64: SGD (Nesterov as the recipe says), the decay groups, smoothed
     cross-entropy, EMA of parameters and BN statistics (with TF's warmup of the decay, as msvision documents)."""
 
-    def __init__(self, torch, model, args, lrs):
+    def __init__(self, torch, model, args, lrs, dtype=None):
         self.torch, self.args, self.lrs = torch, args, lrs
-        self.model = copy.deepcopy(model).double().train()
+        self.dtype = dtype or torch.float64
+        self.model = copy.deepcopy(model).to(self.dtype).train()
         self.named = dict(self.model.named_parameters())
         if args.weight_decay_filter == "norm_and_bias":
             groups = [{"params": [p for p in self.named.values() if p.ndim > 1], "weight_decay": args.weight_decay},
@@ -98,7 +99,7 @@ class TorchTrainer:
         torch = self.torch
         for group in self.optimizer.param_groups:
             group["lr"] = float(self.lrs[step])
-        loss = torch.nn.functional.cross_entropy(self.model(torch.tensor(images, dtype=torch.float64)),
+        loss = torch.nn.functional.cross_entropy(self.model(torch.tensor(images, dtype=self.dtype)),
                                                  torch.tensor(labels), label_smoothing=self.args.label_smoothing)
         self.optimizer.zero_grad()
         loss.backward()
@@ -109,6 +110,14 @@ class TorchTrainer:
                 if key in self.ema:
                     self.ema[key].mul_(decay).add_(value, alpha=1 - decay)
         return float(loss.detach())
+
+    def load(self, state):
+        """Take another trainer's state (the float64 reference's, for a float32 twin)."""
+        torch = self.torch
+        self.model.load_state_dict({k: torch.tensor(v) for k, v in state["model"].items()})
+        for key, value in state["momentum"].items():
+            self.optimizer.state[self.named[key]]["momentum_buffer"] = torch.tensor(value, dtype=self.dtype)
+        self.ema = {k: torch.tensor(v, dtype=self.dtype) for k, v in state["ema"].items()}
 
     def state(self):
         """{"model": state dict, "momentum": {name: buffer}, "ema": {name: value}} as numpy, torch names."""
@@ -179,9 +188,10 @@ def change_errors(after, before, expected_after):
     return errors
 
 
-def compare_steps(torch, torch_reference, recipe, count, mode):
+def compare_steps(torch, torch_reference, recipe, count, mode, with_float32=False):
     """Run `count` steps of the recipe in msvision (in `mode`) and in the PyTorch float64 reference, each from the
-    reference's state; returns one {"loss", "weights", "statistics", "ema": worst relative error} per step."""
+    reference's state; returns one {"loss", "weights", "statistics", "ema": worst relative error} per step (and
+    "torch32": the weight error of PyTorch's float32 step from the same state, with_float32)."""
     name, library, steps_per_epoch, seed = RECIPES[recipe]
     args = recipe_args(recipe, name)
     lrs = lr_schedule(args, scaled_lr(args, 1), steps_per_epoch)[:count]
@@ -190,30 +200,35 @@ def compare_steps(torch, torch_reference, recipe, count, mode):
     batches = [(rng.standard_normal((BATCH, 3, SIZE, SIZE)).astype(np.float32), rng.integers(0, CLASSES, BATCH))
                for _ in range(count)]
     ms.set_context(mode=mode)
-    try:
-        reference_trainer = TorchTrainer(torch, reference, args, lrs)
-        trainer = MsvisionTrainer(msvision_twin(name, library, reference), args, lrs, name, library)
-        results, state = [], reference_trainer.state()
-        for step, (images, labels) in enumerate(batches):
-            trainer.load(state, step)
-            loss = trainer.run(images, labels)
-            params, ema = trainer.snapshot()
-            reference_loss = reference_trainer.run(step, images, labels)
-            following = reference_trainer.state()
-            before, expected = trainer.names(state["model"]), trainer.names(following["model"])
-            statistics = [k for k in params if "moving_" in k]
-            weights = {k: v for k, v in params.items() if k not in statistics}
-            results.append({
-                "loss": abs(loss - reference_loss) / abs(reference_loss),
-                "weights": max(change_errors(weights, before, expected).values()),
-                "statistics": max(worst_relative({k: params[k] for k in statistics}, expected).values()),
-                "ema": max(change_errors(ema, trainer.names(state["ema"]),
-                                         trainer.names(following["ema"])).values()) if ema else 0.0,
-            })
-            print(f"{name} step {step} lr {lrs[step]:.3g}: " + ", ".join(f"{k} {v:.1e}" for k, v in results[-1].items()))
-            state = following
-    finally:
-        ms.set_context(mode=ms.GRAPH_MODE)
+    reference_trainer = TorchTrainer(torch, reference, args, lrs)
+    float32_twin = TorchTrainer(torch, reference, args, lrs, dtype=torch.float32) if with_float32 else None
+    trainer = MsvisionTrainer(msvision_twin(name, library, reference), args, lrs, name, library)
+    results, state = [], reference_trainer.state()
+    for step, (images, labels) in enumerate(batches):
+        trainer.load(state, step)
+        loss = trainer.run(images, labels)
+        params, ema = trainer.snapshot()
+        if float32_twin:
+            float32_twin.load(state)
+            float32_twin.run(step, images, labels)
+            twin = float32_twin.state()
+        reference_loss = reference_trainer.run(step, images, labels)
+        following = reference_trainer.state()
+        before, expected = trainer.names(state["model"]), trainer.names(following["model"])
+        statistics = [k for k in params if "moving_" in k]
+        weights = {k: v for k, v in params.items() if k not in statistics}
+        results.append({
+            "loss": abs(loss - reference_loss) / abs(reference_loss),
+            "weights": max(change_errors(weights, before, expected).values()),
+            "statistics": max(worst_relative({k: params[k] for k in statistics}, expected).values()),
+            "ema": max(change_errors(ema, trainer.names(state["ema"]),
+                                     trainer.names(following["ema"])).values()) if ema else 0.0,
+        })
+        if float32_twin:  # PyTorch's own float32 step from the same state: the floor a kink sets
+            twin_weights = {k: v for k, v in trainer.names(twin["model"]).items() if k in weights}
+            results[-1]["torch32"] = max(change_errors(twin_weights, before, expected).values())
+        print(f"{name} step {step} lr {lrs[step]:.3g}: " + ", ".join(f"{k} {v:.1e}" for k, v in results[-1].items()))
+        state = following
     return results
 
 
@@ -224,16 +239,22 @@ def test_ten_steps_equal_pytorch(torch_reference, recipe):
     The state (weights, BN statistics, momentum buffers, EMA, step counter) is set to the float64 reference's before
     every step: run freely, float32 training departs from float64 after 3-5 steps at these learning rates, in PyTorch
     as much as in msvision (ReLU and pooling kinks cascade), so only step-by-step comparisons measure the step.
-    Loss and BN statistics must match at every step. A weight or EMA change may miss 1e-3 at no more than two of the
-    ten steps: a step whose state has an activation within float32 rounding of a kink takes another branch in float32
-    (seen as one step with a few tensors off by 1e-2, at a different step for each seed), while any difference in
-    the step itself (update formula, decay set, momentum or EMA convention) shows at every step.
+    Bounds, about 3x the largest measured over the three recipes: loss 3e-6 (measured 8.3e-7), BN statistics 6e-6
+    (1.9e-6), each weight and EMA change 1.2e-4 (3.8e-5). A step whose state has an activation within float32
+    rounding of a ReLU or pooling kink takes another branch in float32 and misses by up to 5e-2 (vovnet19 step 7,
+    ese_vovnet19b_slim_dw steps 8 and 9); such a step must be explained: PyTorch's own float32 step from the same
+    state misses by at least half as much (measured: the same figure to two digits at each of them), and at most two
+    of the ten steps may be such. Any difference in the step itself (update formula, decay set, momentum or EMA
+    convention) shows at every step and in msvision only.
     """
-    results = compare_steps(torch_reference[0], torch_reference, recipe, 10, ms.GRAPH_MODE)
-    kink_steps = [i for i, r in enumerate(results) if max(r["weights"], r["ema"]) > 1e-3]
-    print(f"{recipe}: weights or EMA beyond 1e-3 at steps {kink_steps}")
-    assert max(r["loss"] for r in results) <= 1e-4 and max(r["statistics"] for r in results) <= 1e-3
+    results = compare_steps(torch_reference[0], torch_reference, recipe, 10, ms.GRAPH_MODE, with_float32=True)
+    kink_steps = [i for i, r in enumerate(results) if max(r["weights"], r["ema"]) > 1.2e-4]
+    print(f"{recipe}: weights or EMA beyond 1.2e-4 at steps {kink_steps}")
+    assert max(r["loss"] for r in results) <= 3e-6 and max(r["statistics"] for r in results) <= 6e-6
     assert len(kink_steps) <= 2
+    for step in kink_steps:
+        r = results[step]
+        assert max(r["weights"], r["ema"]) <= 2 * r["torch32"], (step, r)
 
 
 @pytest.mark.parametrize("recipe", [r for r in RECIPES if "vovnet" in r])
@@ -336,3 +357,33 @@ def test_new_optimizers_step_equals_their_reference(torch_reference, name, decay
         worst = max(worst, max(errors.values()))
     print(f"{name}, decay filter {decay_filter}: worst relative change error over 6 steps {worst:.1e}")
     assert worst <= 1e-7
+
+
+def test_adamw_is_adamweightdecay_written_out():
+    """opt adamw is MindSpore's AdamWeightDecay as the README says: its rule written out in float64 (no bias
+    correction, eps 1e-6 added to sqrt(v), decoupled decay lr x wd x w, beta1 = momentum), six steps with a changing
+    LR and the norm_and_bias decay filter."""
+    args = parse_config(["--opt", "adamw", "--momentum", "0.8", "--weight_decay", "0.05", "--weight_decay_filter",
+                         "norm_and_bias"])
+    rng = np.random.default_rng(5)
+    values = {"conv.weight": rng.standard_normal((4, 3, 3, 3)), "bn.gamma": 1 + 0.1 * rng.standard_normal(4),
+              "fc.bias": 0.1 * rng.standard_normal(5)}
+    lrs = np.array([0.02, 0.05, 0.1, 0.08, 0.05, 0.01], np.float32)
+    params = [ms.Parameter(ms.Tensor(v.astype(np.float32)), name=k) for k, v in values.items()]
+    optimizer = create_optimizer(args, params, lrs)
+    expected = {k: v.astype(np.float32).astype(np.float64) for k, v in values.items()}
+    m = {k: np.zeros_like(v) for k, v in expected.items()}
+    s = {k: np.zeros_like(v) for k, v in expected.items()}
+    for step, lr in enumerate(lrs):
+        grads = {k: rng.standard_normal(v.shape) * 10 ** rng.uniform(-3, -1) for k, v in values.items()}
+        optimizer(tuple(ms.Tensor(grads[p.name].astype(np.float32)) for p in params))
+        for key, g in grads.items():
+            g = g.astype(np.float32).astype(np.float64)
+            decay = 0.05 if key == "conv.weight" else 0.0
+            m[key] = 0.8 * m[key] + 0.2 * g
+            s[key] = 0.999 * s[key] + float(1 - np.float32(0.999)) * g * g  # MindSpore forms 1 - beta2 in float32
+            expected[key] -= float(lr) * (m[key] / (np.sqrt(s[key]) + 1e-6) + decay * expected[key])
+    moved = {k: np.abs(expected[k] - values[k]).max() for k in values}
+    errors = {p.name: float(np.abs(p.asnumpy() - expected[p.name]).max() / moved[p.name]) for p in params}
+    print(f"adamw vs AdamWeightDecay written out: {errors}")
+    assert max(errors.values()) <= 1e-6  # measured 1.7e-7 (6.4e-6 with 1 - beta2 taken in float64)

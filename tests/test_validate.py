@@ -3,7 +3,6 @@ train.py saves it; every figure validate.py reports equals the same figure compu
 import json
 import os
 import re
-import subprocess
 
 import numpy as np
 import mindspore as ms
@@ -13,12 +12,12 @@ import msvision
 from msvision.checkpoint import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY
 from msvision.config import dump_config, parse_config
 from msvision.convert.convert import convert_state_dict
-from tests.conftest import REPO_ROOT, make_image_folder, run_cli
+from tests.conftest import (error_line, eval_inputs, make_image_folder, relative_difference, run_cli, run_msrun,
+                            split_files)
 
 MODEL = "ese_vovnet19b_slim_dw"
 SMALL = ["--model", MODEL, "--num_classes", "4", "--image_resize", "32", "--crop_pct", "1", "--interpolation",
          "bilinear"]
-MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
 
 def labelled_folder(root):
@@ -35,25 +34,8 @@ def labelled_folder(root):
     return root
 
 
-def split_files(root, split):
-    """(paths, labels) of a split, labels from the sorted class folders."""
-    classes = sorted(os.listdir(os.path.join(root, split)))
-    rows = [(os.path.join(root, split, c, f), label) for label, c in enumerate(classes)
-            for f in sorted(os.listdir(os.path.join(root, split, c)))]
-    return [p for p, _ in rows], np.array([label for _, label in rows])
-
-
 def reference_inputs(torch, paths):
-    """The eval preprocessing written with PIL and numpy: bilinear resize of the 40 px images to 32 (the short side
-    at crop 1.0; the centre crop keeps it all), scale to [0, 1], ImageNet mean/std, CHW."""
-    from PIL import Image
-
-    arrays = []
-    for path in paths:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB").resize((32, 32), Image.BILINEAR), np.float64) / 255.0
-        arrays.append(((pixels - MEAN) / STD).transpose(2, 0, 1))
-    return torch.tensor(np.stack(arrays), dtype=torch.float32)
+    return torch.tensor(eval_inputs(paths))
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +89,7 @@ def read_confusion(path):
     return np.array([[int(v) for v in line.split(",")[1:]] for line in lines[1:]])
 
 
-def error_line(done):
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
-    return lines[0]
-
-
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_errors(tmp_path, classifier):
     path, _, data_dir = classifier
     text_file = tmp_path / "notes.ckpt"
@@ -184,6 +161,7 @@ def test_class_metrics_by_hand():
     assert figures["worst_class_accuracy"] == 0.0
 
 
+@pytest.mark.slow
 def test_infer_prints_the_reference_probabilities(classifier, torch_reference):
     torch = torch_reference[0]
     path, model, data_dir = classifier
@@ -200,6 +178,7 @@ def test_infer_prints_the_reference_probabilities(classifier, torch_reference):
         assert [float(p) for _, p in pairs] == pytest.approx(expected[order], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_export_mindir_and_onnx_keep_batchnorm(tmp_path, classifier):
     """Randomised BatchNorm statistics and affine parameters (an export that dropped or mis-folded BN would move the
     logits by their own scale); logits compared relative to their largest magnitude."""
@@ -224,6 +203,12 @@ def test_export_mindir_and_onnx_keep_batchnorm(tmp_path, classifier):
     run_cli(["scripts/export.py", "--ckpt_path", randomised, "--format", "MINDIR", "--output", tmp_path / "model"])
     graph = ms.nn.GraphCell(ms.load(str(tmp_path / "model.mindir")))
     mindir = float(np.abs(graph(ms.Tensor(images)).asnumpy() - expected).max() / scale)
+    # --image_size: the graph is traced at 48 px
+    run_cli(["scripts/export.py", "--ckpt_path", randomised, "--format", "MINDIR", "--image_size", "48", "--output",
+             tmp_path / "model48"])
+    larger = np.random.default_rng(1).standard_normal((1, 3, 48, 48)).astype(np.float32)
+    graph48 = ms.nn.GraphCell(ms.load(str(tmp_path / "model48.mindir")))
+    assert relative_difference(graph48(ms.Tensor(larger)).asnumpy(), net(ms.Tensor(larger)).asnumpy()) <= 1e-6
     onnxruntime = pytest.importorskip("onnxruntime")
     run_cli(["scripts/export.py", "--ckpt_path", randomised, "--format", "ONNX", "--output", tmp_path / "model"])
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
@@ -233,15 +218,42 @@ def test_export_mindir_and_onnx_keep_batchnorm(tmp_path, classifier):
 
 
 @pytest.mark.slow
+def test_vgg_exports_to_onnx_at_224_and_names_the_limit_below(tmp_path):
+    """README: ONNX export works for VGG where its feature map is already 7x7 (224-255 px); below, one line says so."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    ms.set_seed(3)
+    net = msvision.create_model("vgg11_bn", num_classes=4)
+    rng = np.random.default_rng(2)
+    for param in net.get_parameters():  # BatchNorm statistics away from the identity
+        if param.name.endswith(("moving_mean", "moving_variance")):
+            low = 0.5 if param.name.endswith("variance") else -0.2
+            param.set_data(ms.Tensor(rng.uniform(low, low + 1.0, param.shape).astype(np.float32)))
+    path = str(tmp_path / "vgg.ckpt")
+    ms.save_checkpoint(net, path)
+    run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX", "--image_size",
+             "224", "--output", tmp_path / "vgg"])
+    images = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    net.set_train(False)
+    session = onnxruntime.InferenceSession(str(tmp_path / "vgg.onnx"))
+    error = relative_difference(session.run(None, {session.get_inputs()[0].name: images})[0],
+                                net(ms.Tensor(images)).asnumpy())
+    print(f"vgg11_bn ONNX at 224 vs cell: {error:.2e}")
+    assert error <= 1e-5
+    os.remove(tmp_path / "vgg.onnx")  # 515 MB
+    small = run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX",
+                     "--image_size", "64", "--output", tmp_path / "small"], check=False)
+    assert error_line(small).endswith("MindSpore cannot export VGG's adaptive pool to ONNX: export at an "
+                                      "--image_size of 224 to 255, where the pool is the identity")
+    assert not os.path.exists(tmp_path / "small.onnx")
+
+
+@pytest.mark.slow
 def test_two_rank_validation_equals_single_process(tmp_path, classifier, free_port):
     path, _, data_dir = classifier  # 15 val images: does not divide by 2
     single, double = tmp_path / "single", tmp_path / "double"
     run_cli(["validate.py", "--ckpt_path", path, "--output", f"{single}.json", "--confusion", f"{single}.csv"])
-    cmd = ["msrun", "--worker_num", "2", "--local_worker_num", "2", "--master_port", str(free_port), "--log_dir",
-           str(tmp_path / "logs"), "--join", "True", "python", "validate.py", "--ckpt_path", path, "--output",
-           f"{double}.json", "--confusion", f"{double}.csv"]
-    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run_msrun(tmp_path / "logs", free_port, "validate.py", "--ckpt_path", path, "--output", f"{double}.json",
+              "--confusion", f"{double}.csv")
     one, two = (json.loads(open(f"{p}.json").read()) for p in (single, double))
     print(f"1 rank: top-1 {one['top1']:.4f} balanced {one['balanced_accuracy']:.4f} on {one['count']}; 2 ranks: "
           f"top-1 {two['top1']:.4f} balanced {two['balanced_accuracy']:.4f} on {two['count']}")

@@ -7,7 +7,7 @@ import mindspore as ms
 
 from msvision.checkpoint import load_weights, read_checkpoint, save_atomic
 from msvision.convert.layouts import BN_LEAVES, SOURCES, detect_source, to_module_paths
-from msvision.convert.torch_io import read_torch_state_dict
+from msvision.convert.torch_io import is_safetensors, read_safetensors, read_torch_state_dict
 from msvision.errors import MsvisionError
 from msvision.models import create_model, get_pretrained_cfg
 
@@ -70,7 +70,8 @@ def _check_paths(input_path, output_path):
 
 
 def convert_file(model_name, input_path, output_path, source=None):
-    """Convert input_path (PyTorch file of timm / torchvision / 1e100, or a MindCV .ckpt) into an msvision .ckpt.
+    """Convert input_path (PyTorch or safetensors file of timm / torchvision / 1e100, or a MindCV .ckpt) into an
+    msvision .ckpt.
 
     Without source, the format and layout are detected. Returns (net, source). Nothing is written on an error.
     """
@@ -79,14 +80,14 @@ def convert_file(model_name, input_path, output_path, source=None):
     get_pretrained_cfg(model_name)  # an unknown model name fails before any reading
     _check_paths(input_path, output_path)
     label = f"'{input_path}' (as {model_name})"
-    if source == "mindcv" or (source is None and not _is_torch_file(input_path)):
+    if source == "mindcv" or (source is None and not _is_torch_file(input_path) and not is_safetensors(input_path)):
         weights = read_checkpoint(input_path)
         source = "mindcv"
         LOG.warning("source: mindcv (a MindSpore checkpoint)")
         net = create_model(model_name, num_classes=_num_classes(weights, model_name, source))
         load_weights(net, weights, source=label)
     else:
-        state_dict = read_torch_state_dict(input_path)
+        state_dict = read_safetensors(input_path) if is_safetensors(input_path) else read_torch_state_dict(input_path)
         if source is None:
             source = detect_source(state_dict)
             if source is None:

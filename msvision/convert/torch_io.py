@@ -1,4 +1,5 @@
-"""Reading PyTorch checkpoints safely (weights_only) into {name: float32 numpy array}."""
+"""Reading PyTorch checkpoints safely (weights_only), and safetensors files without torch, into {name: float32 numpy
+array}."""
 from msvision.errors import MsvisionError
 
 WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema")
@@ -41,3 +42,23 @@ def read_torch_state_dict(path):
         raise MsvisionError(f"'{path}' is not a readable PyTorch checkpoint ({type(err).__name__})") from None
     state = unwrap_state_dict(obj, path)
     return {k.removeprefix("module."): v.detach().cpu().float().numpy() for k, v in state.items()}
+
+
+SAFETENSORS_MAGIC_OFFSET = 8  # a little-endian header length, then a JSON header starting with '{'
+
+
+def is_safetensors(path):
+    with open(path, "rb") as handle:
+        return handle.read(SAFETENSORS_MAGIC_OFFSET + 1)[-1:] == b"{"
+
+
+def read_safetensors(path):
+    """A .safetensors file as {name: float32 numpy array}, through safetensors' numpy API (no torch)."""
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise MsvisionError('reading a .safetensors file needs safetensors: pip install -e ".[weights]"') from None
+    try:
+        return {k.removeprefix("module."): v.astype("float32") for k, v in load_file(path).items()}
+    except Exception as err:  # safetensors raises its own error types for a corrupt file
+        raise MsvisionError(f"'{path}' is not a readable safetensors file ({type(err).__name__})") from None

@@ -10,7 +10,6 @@ Every other process waits for the lock and reads the index. The fingerprint is e
 number of entries: adding, removing or renaming a file changes it (a file overwritten in place does not; remove
 the cache files, or touch its folder, to recheck).
 """
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from msvision.errors import MsvisionError
-from msvision.files import atomic_path, write_text
+from msvision.files import atomic_path, wait_for_lock, write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
 INDEX_VERSION = 1
@@ -193,21 +192,6 @@ def _read_meta(base, root, prints):
     return meta if fresh and os.path.isfile(base + ".npz") else None
 
 
-def _lock(path, timeout):
-    handle = open(path, "a")
-    deadline = time.time() + timeout
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return handle
-        except BlockingIOError:
-            if time.time() > deadline:
-                handle.close()
-                raise MsvisionError(f"timed out after {timeout:.0f} s waiting for another process to index the split "
-                                    f"(lock {path}); raise MSVISION_INDEX_TIMEOUT for very large or slow folders")
-            time.sleep(0.1)
-
-
 def index_base(root):
     """The cache path of a split's index files, without extension."""
     root = os.path.abspath(root)
@@ -227,7 +211,8 @@ def split_index(root, classes):
     base = index_base(root)
     prints = fingerprint(root, classes)
     started = time.time()
-    handle = _lock(base + ".lock", float(os.environ.get("MSVISION_INDEX_TIMEOUT", 1800)))
+    handle = wait_for_lock(base + ".lock", float(os.environ.get("MSVISION_INDEX_TIMEOUT", 1800)), "index the split",
+                           "raise MSVISION_INDEX_TIMEOUT for very large or slow folders")
     try:
         meta = _read_meta(base, root, prints)
         built = meta is None

@@ -2,10 +2,14 @@
 import dataclasses
 import difflib
 import fnmatch
+import logging
 from typing import Callable, Dict, Optional, Tuple
 
 from msvision.errors import MsvisionError
 from msvision.models.layers import name_random_layers
+from msvision.models.published import PUBLISHED, PublishedWeights
+
+LOG = logging.getLogger("msvision")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,6 +27,7 @@ class PretrainedCfg:
     first_conv: str = ""
     classifier: str = ""
     source: str = ""  # where the architecture comes from: timm, torchvision or 1e100
+    weights: Tuple[PublishedWeights, ...] = ()  # published ImageNet weights, the default first (published.py)
 
 
 _MODELS: Dict[str, Callable] = {}
@@ -30,10 +35,10 @@ _CFGS: Dict[str, PretrainedCfg] = {}
 
 
 def register_model(cfg: PretrainedCfg):
-    """Register a model builder under its function name together with its pretrained cfg."""
+    """Register a model builder under its function name together with its pretrained cfg (and published weights)."""
     def wrap(fn):
         _MODELS[fn.__name__] = fn
-        _CFGS[fn.__name__] = cfg
+        _CFGS[fn.__name__] = dataclasses.replace(cfg, weights=PUBLISHED.get(fn.__name__, ()))
         return fn
     return wrap
 
@@ -57,9 +62,12 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
 
 
 def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, drop_rate: Optional[float] = None,
-                 checkpoint_path: Optional[str] = None, drop_path_rate: float = 0.0, act_layer: str = "relu"):
-    """Build a registered model; with checkpoint_path, load its weights strictly (names and shapes must fit).
-    drop_path_rate (stochastic depth) exists for the VoVNets; act_layer (relu, mish, silu) for every model."""
+                 checkpoint_path: Optional[str] = None, drop_path_rate: float = 0.0, act_layer: str = "relu",
+                 pretrained=False):
+    """Build a registered model; with checkpoint_path, load its weights strictly (names and shapes must fit); with
+    pretrained (True or a source name), its published ImageNet weights (fetched and converted once, pretrained.py),
+    the classifier re-initialised when num_classes differs. drop_path_rate (stochastic depth) exists for the VoVNets;
+    act_layer (relu, mish, silu) for every model."""
     _check_name(name)
     kwargs = dict(num_classes=num_classes, in_channels=in_channels, act_layer=act_layer)
     if drop_rate is not None:
@@ -69,7 +77,15 @@ def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, drop_
             raise MsvisionError(f"drop_path_rate is for the VoVNets (residual blocks); {name} has none: set it to 0")
         kwargs["drop_path_rate"] = drop_path_rate
     net = name_random_layers(_MODELS[name](**kwargs))
-    if checkpoint_path:
+    if checkpoint_path or pretrained:
         from msvision.checkpoint import load_weights
-        load_weights(net, checkpoint_path)
+        if pretrained:
+            from msvision.pretrained import pretrained_checkpoint
+            checkpoint_path = pretrained_checkpoint(name, None if pretrained is True else pretrained)
+        cfg = _CFGS[name]
+        reset = load_weights(net, checkpoint_path, cfg.classifier if pretrained and num_classes != cfg.num_classes
+                             else None)
+        if reset:
+            LOG.info("published weights of %s: classifier re-initialised for %d classes (%s)", name, num_classes,
+                     ", ".join(reset))
     return net

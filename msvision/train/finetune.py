@@ -13,25 +13,40 @@ from mindspore import nn
 from msvision.checkpoint import ema_weights, load_weights, read_checkpoint
 from msvision.errors import MsvisionError
 from msvision.models import create_model, get_pretrained_cfg
+from msvision.pretrained import pretrained_checkpoint, published
 
 LOG = logging.getLogger("msvision")
 AMP_DTYPES = {"float16": ms.float16, "bfloat16": ms.bfloat16}
 
 
-def build_model(args):
-    """The model of a training run, ready for its optimizer (see the module docstring)."""
+def check_model_options(args):
+    """The model options' mistakes, found before any data is read (no network access)."""
     if args.amp_dtype == "bfloat16" and args.amp_level == "O0":
         raise MsvisionError("amp_dtype bfloat16 needs amp_level O1, O2 or O3 (O0 runs float32)")
+    if args.pretrained and args.ckpt_path:
+        raise MsvisionError("pretrained and ckpt_path both name initial weights: set one of them")
+    if args.pretrained:
+        published(args.model, args.pretrained)  # a source without this model's weights
+
+
+def build_model(args, initial_weights=True):
+    """The model of a training run, ready for its optimizer (see the module docstring); initial_weights False (a
+    resumed run) skips pretrained / ckpt_path, whose files a resume does not need."""
+    check_model_options(args)
     net = create_model(args.model, num_classes=args.num_classes, drop_rate=args.drop_rate,
                        drop_path_rate=args.drop_path_rate, act_layer=args.act_layer)
     freeze(net, args.freeze, args.model)
-    if args.ckpt_path:
-        weights = read_checkpoint(args.ckpt_path)
+    path = None
+    if initial_weights:
+        path = pretrained_checkpoint(args.model, args.pretrained) if args.pretrained else args.ckpt_path
+    if path:
+        weights = read_checkpoint(path)
         if args.ckpt_ema:
-            weights = ema_weights(weights, args.ckpt_path)
-        reset = load_weights(net, weights, get_pretrained_cfg(args.model).classifier if args.reset_head else None,
-                             source=args.ckpt_path)
-        LOG.info("initial weights from %s%s%s", args.ckpt_path, " (its EMA weights)" if args.ckpt_ema else "",
+            weights = ema_weights(weights, path)
+        cfg = get_pretrained_cfg(args.model)
+        reset_head = args.reset_head or (args.pretrained and args.num_classes != cfg.num_classes)
+        reset = load_weights(net, weights, cfg.classifier if reset_head else None, source=path)
+        LOG.info("initial weights from %s%s%s", path, " (its EMA weights)" if args.ckpt_ema else "",
                  f" (re-initialised: {', '.join(reset)})" if reset else "")
     if args.amp_level != "O0":
         ms.amp.auto_mixed_precision(net, args.amp_level, dtype=AMP_DTYPES[args.amp_dtype])

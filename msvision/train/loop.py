@@ -19,7 +19,7 @@ from msvision.evaluate import evaluate
 from msvision.models import get_pretrained_cfg
 from msvision.optim import create_optimizer
 from msvision.schedule import global_batch_size, lr_schedule, scaled_lr
-from msvision.train.finetune import build_model, describe
+from msvision.train.finetune import build_model, check_model_options, describe
 from msvision.train.loss import build_loss
 from msvision.train.progress import Progress, setup_logging
 from msvision.train.state import RunState, check_writable
@@ -44,6 +44,7 @@ class Trainer:
     def __init__(self, args):
         self.args = args
         check_augment_options(args, preprocessing(args)["size"])
+        check_model_options(args)
         self.execution = device.setup_device(args)  # (device, jit level, why): logged when the run starts
         self.sink_size = _sink_size(args)
         self.sink, self.sink_why = device.resolve_sink_mode(args.dataset_sink_mode, self.execution[0],
@@ -76,7 +77,10 @@ class Trainer:
 
         self.peak_lr = scaled_lr(args, self.world)
         self.lrs = lr_schedule(args, self.peak_lr, self.steps_per_epoch)
-        self.net = build_model(args)
+        self.resume_from = args.resume and (
+            CheckpointManager(args.ckpt_save_dir, args.model, 1, "latest_k").latest() if args.resume == "auto"
+            else args.resume)
+        self.net = build_model(args, initial_weights=not self.resume_from)  # a resume brings its own weights
         self.class_counts = self.train_split.class_counts()
         loss_fn, self.loss_note = build_loss(args, self.class_counts)
         self.optimizer = create_optimizer(args, self.net.trainable_params(), self.lrs,
@@ -167,12 +171,10 @@ class Trainer:
 
     def run(self):
         args, s = self.args, self.state
-        if args.resume:
-            path = self.ckpts.latest() if args.resume == "auto" else args.resume
-            if path:
-                s.resume(path)
-            else:
-                LOG.info("resume auto: no checkpoint in %s, starting fresh", args.ckpt_save_dir)
+        if self.resume_from:
+            s.resume(self.resume_from)
+        elif args.resume:
+            LOG.info("resume auto: no checkpoint in %s, starting fresh", args.ckpt_save_dir)
         if self.main:
             write_text(os.path.join(args.ckpt_save_dir, "config.yaml"), dump_config(args))
         self._log_start()
