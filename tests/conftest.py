@@ -145,9 +145,10 @@ def run_cli(args, cwd=REPO_ROOT, timeout=900, check=True):
     return done
 
 
-def error_line(done, code=2):
-    """The one line a CLI wrote to stderr on bad input, asserting it is the only line and the exit code."""
-    lines = done.stderr.strip().splitlines()
+def error_line(done, code=2, foreign=()):
+    """The one line a CLI wrote to stderr on bad input, asserting it is the only line and the exit code. `foreign`:
+    prefixes of lines a C library writes to the process's stderr itself (libjpeg's warnings), left out."""
+    lines = [line for line in done.stderr.strip().splitlines() if not line.startswith(tuple(foreign))]
     assert done.returncode == code and len(lines) == 1 and lines[0].startswith("error: "), \
         f"exit {done.returncode}, stderr:\n{done.stderr[-3000:]}"
     return lines[0]
@@ -198,3 +199,29 @@ def relative_difference(ours, reference):
 def max_relative(ours, reference, keys=None):
     """The worst relative_difference over the entries `keys` (default: all of reference's) of two dicts."""
     return max(relative_difference(ours[k], reference[k]) for k in (reference if keys is None else keys))
+
+
+def mindcv_vgg_files(folder, name, num_classes, forms, seed=0):
+    """MindCV's own VGG (mindcv==0.3.0, random weights) and files of it as MindCV's tools write them: "plain"
+    (save_checkpoint of the net), "train_cell" (through a loss-scaled train cell: moments and scale entries inside),
+    "scalars" (the net plus global_step, learning_rate and momentum). Returns (net, {form: path})."""
+    import numpy as np
+    import mindspore as ms
+    from mindspore import nn
+
+    mindcv = pytest.importorskip("mindcv", reason="mindcv==0.3.0 is installed with --no-deps by .ci/run")
+    ms.set_seed(seed)
+    net = mindcv.create_model(name, num_classes=num_classes)
+    paths = {form: os.path.join(str(folder), f"{name}-mindcv-{form}.ckpt") for form in forms}
+    if "plain" in paths:
+        ms.save_checkpoint(net, paths["plain"])
+    if "train_cell" in paths:
+        loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True))
+        cell = nn.TrainOneStepWithLossScaleCell(loss, nn.Momentum(net.trainable_params(), 0.01, 0.9),
+                                                scale_sense=ms.Tensor(1024.0))
+        ms.save_checkpoint(cell, paths["train_cell"])
+    if "scalars" in paths:
+        extra = {"global_step": ms.Tensor(np.array([10], np.int32)), "learning_rate": ms.Tensor(0.01),
+                 "momentum": ms.Tensor(0.9)}
+        ms.save_checkpoint(net, paths["scalars"], append_dict=extra)
+    return net, paths

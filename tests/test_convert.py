@@ -9,7 +9,7 @@ import pytest
 import msvision
 from msvision import MsvisionError
 from msvision.checkpoint import load_weights, read_checkpoint
-from tests.conftest import error_line, eval_inputs, run_cli, split_files
+from tests.conftest import error_line, eval_inputs, mindcv_vgg_files, run_cli, split_files
 from tests.ref_1e100 import Reference1e100
 
 
@@ -70,19 +70,13 @@ def test_convert_without_torch_names_the_extra(tmp_path, vovnet19_file):
 
 
 def _mindcv_vgg11(tmp_path, num_classes):
-    mindcv = pytest.importorskip("mindcv", reason="mindcv==0.3.0 is installed with --no-deps by .ci/run")
-    ms.set_seed(1)
-    net = mindcv.create_model("vgg11", num_classes=num_classes)
-    path = tmp_path / "vgg11-mindcv.ckpt"
-    extra = {"global_step": ms.Tensor(np.array([10], np.int32)), "learning_rate": ms.Tensor(0.01),
-             "momentum": ms.Tensor(0.9)}
-    ms.save_checkpoint(net, str(path), append_dict=extra)
-    return net, path
+    net, paths = mindcv_vgg_files(tmp_path, "vgg11", num_classes, ("scalars",), seed=1)
+    return net, paths["scalars"]
 
 
 def test_only_the_exact_mindcv_pattern_is_relaxed(tmp_path):
     _, path = _mindcv_vgg11(tmp_path, 10)
-    weights = read_checkpoint(str(path))
+    weights = read_checkpoint(path)
     net = msvision.create_model("vgg11", num_classes=10)
     load_weights(net, dict(weights))  # the pattern: every conv bias absent, known training entries
     for change, message in (("drop features.3.weight", "missing 9 (features.0.bias"),  # + the 8 biases

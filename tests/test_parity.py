@@ -1,12 +1,14 @@
 """Weight parity per source: a reference model with random weights, saved as its library saves it, converted (or
 loaded directly), gives the same logits in MindSpore."""
+import os
+
 import numpy as np
 import mindspore as ms
 import pytest
 
 import msvision
 from msvision.convert.convert import convert_file
-from tests.conftest import relative_difference
+from tests.conftest import mindcv_vgg_files, relative_difference
 from tests.references import random_reference
 
 # (msvision name, reference library, reference name)
@@ -79,36 +81,20 @@ def test_1e100_weights_convert_with_parity(torch_reference, tmp_path, name):
         assert error <= 1e-5
 
 
-def _mindcv_checkpoints(tmp_path, name):
-    """MindCV's own model with random weights, saved plainly and through a train cell (optimizer entries inside)."""
-    mindcv = pytest.importorskip("mindcv", reason="mindcv==0.3.0 is installed with --no-deps by .ci/run")
-    from mindspore import nn
-
-    ms.set_seed(0)
-    net = mindcv.create_model(name, num_classes=1000)
-    plain, trained = tmp_path / f"{name}-plain.ckpt", tmp_path / f"{name}-train.ckpt"
-    ms.save_checkpoint(net, str(plain))
-    loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True))
-    cell = nn.TrainOneStepWithLossScaleCell(loss, nn.Momentum(net.trainable_params(), 0.01, 0.9),
-                                            scale_sense=ms.Tensor(1024.0))
-    ms.save_checkpoint(cell, str(trained))
-    return net, (plain, trained)
-
-
 @pytest.mark.parametrize("name", ["vgg11", "vgg16"])
 def test_mindcv_checkpoints_load_directly_with_parity(tmp_path, name):
-    mindcv_net, files = _mindcv_checkpoints(tmp_path, name)
+    mindcv_net, paths = mindcv_vgg_files(tmp_path, name, 1000, ("plain", "train_cell"))
     mindcv_net.set_train(False)
     images = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
     ms.set_context(mode=ms.PYNATIVE_MODE)
     expected = mindcv_net(ms.Tensor(images)).asnumpy()
-    for path in files:
-        net = msvision.create_model(name, checkpoint_path=str(path))
+    for path in paths.values():
+        net = msvision.create_model(name, checkpoint_path=path)
         net.set_train(False)
         error = relative_difference(net(ms.Tensor(images)).asnumpy(), expected)
         biases = [p.asnumpy() for p in net.get_parameters() if p.name.startswith("features.") and
                   p.name.endswith(".bias")]
-        print(f"parity {name} vs MindCV ({path.name}): {error:.2e}")
+        print(f"parity {name} vs MindCV ({os.path.basename(path)}): {error:.2e}")
         assert error == 0.0 and len(biases) == {"vgg11": 8, "vgg16": 13}[name] and not any(b.any() for b in biases)
 
 

@@ -387,3 +387,28 @@ def test_adamw_is_adamweightdecay_written_out():
     errors = {p.name: float(np.abs(p.asnumpy() - expected[p.name]).max() / moved[p.name]) for p in params}
     print(f"adamw vs AdamWeightDecay written out: {errors}")
     assert max(errors.values()) <= 1e-6  # measured 1.7e-7 (6.4e-6 with 1 - beta2 taken in float64)
+
+
+def test_clipping_bounds_the_global_norm():
+    """clip_grad with clip_value 0.5: an SGD step at lr 1 moves the weights by the gradient scaled to global norm
+    0.5 (the gradient computed here with mindspore.grad, norm far above 0.5); without clipping by the gradient."""
+    rng = np.random.default_rng(0)
+    images = ms.Tensor((50 * rng.standard_normal((4, 6))).astype(np.float32))
+    labels = ms.Tensor(np.array([0, 1, 2, 0], np.int32))
+    for clip in (True, False):
+        ms.set_seed(0)
+        net = nn.Dense(6, 3)
+        loss_fn = nn.CrossEntropyLoss()
+        start = [p.asnumpy().copy() for p in net.trainable_params()]
+        grads = ms.grad(lambda x, y: loss_fn(net(x), y), None, net.trainable_params())(images, labels)
+        grads = [g.asnumpy().astype(np.float64) for g in grads]
+        norm = np.sqrt(sum((g ** 2).sum() for g in grads))
+        args = parse_config(["--clip_grad", str(clip).lower(), "--clip_value", "0.5", "--opt", "sgd", "--momentum",
+                             "0", "--weight_decay", "0"])
+        optimizer = create_optimizer(args, net.trainable_params(), np.ones(2, np.float32))
+        TrainStep(net, loss_fn, optimizer, args)(images, labels, ms.Tensor(True))
+        moved = [s - p.asnumpy() for s, p in zip(start, net.trainable_params())]
+        factor = 0.5 / norm if clip else 1.0
+        error = max(np.abs(m - factor * g).max() / np.abs(factor * g).max() for m, g in zip(moved, grads))
+        print(f"clip {clip}: gradient norm {norm:.3g}, step error {error:.1e}")
+        assert norm > 5 and error <= 1e-5
