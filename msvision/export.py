@@ -1,4 +1,4 @@
-"""Export a model to MindIR (or ONNX) with mindspore.export."""
+"""Export a model to MindIR (mindspore.export) or ONNX (mindspore.onnx.export)."""
 import numpy as np
 import mindspore as ms
 

@@ -68,10 +68,17 @@ def test_demo_config_learns(tmp_path):
         assert len(set(image.convert("L").getdata())) > 10  # drawn, not blank
 
 
-@pytest.mark.slow
-def test_msrun_two_workers_equal_one_process(tmp_path, image_folder, free_port):
-    single, double = tmp_path / "single", tmp_path / "double"
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory, image_folder):
+    """The reference of the data-parallel and accumulation tests: one process, batch 16 (its ckpt_save_dir)."""
+    single = tmp_path_factory.mktemp("single")
     run_cli(["train.py", "--data_dir", image_folder, "--batch_size", "16", "--ckpt_save_dir", single] + EXACT)
+    return single
+
+
+@pytest.mark.slow
+def test_msrun_two_workers_equal_one_process(tmp_path, image_folder, free_port, single_process_run):
+    single, double = single_process_run, tmp_path / "double"
     run_msrun(tmp_path / "logs", free_port, "train.py", "--data_dir", image_folder, "--batch_size", "8",
               "--ckpt_save_dir", double, *EXACT)
     one, two, init = final_weights(single), final_weights(double), initial_vgg11()
@@ -102,9 +109,8 @@ def test_msrun_two_workers_equal_one_process(tmp_path, image_folder, free_port):
 
 
 @pytest.mark.slow
-def test_gradient_accumulation_equals_large_batch(tmp_path, image_folder):
-    big, accumulated = tmp_path / "big", tmp_path / "accum"
-    run_cli(["train.py", "--data_dir", image_folder, "--batch_size", "16", "--ckpt_save_dir", big] + EXACT)
+def test_gradient_accumulation_equals_large_batch(tmp_path, image_folder, single_process_run):
+    big, accumulated = single_process_run, tmp_path / "accum"
     run_cli(["train.py", "--data_dir", image_folder, "--batch_size", "8", "--grad_accum_steps", "2",
              "--ckpt_save_dir", accumulated] + EXACT)
     one, two = final_weights(big), final_weights(accumulated)
