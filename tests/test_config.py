@@ -61,6 +61,19 @@ def test_cli_overrides_yaml_which_overrides_defaults(tmp_path):
     ("logit_adjust_tau: -0.5\n", "'logit_adjust_tau' must be >= 0.0, got -0.5"),
     ("head_lr_scale: 0\n", "'head_lr_scale' must be > 0.0, got 0"),
     ("pretrained: imagenet\n", "'pretrained' must be one of true, torchvision, timm, mindcv, 1e100, got 'imagenet'"),
+    ("act_layer: gelu\n", "'act_layer' must be one of relu, mish, silu, got 'gelu'"),
+    ("opt_betas: [0.9, 1.0]\n", "'opt_betas' must be in [0.0, 1.0), got 1.0"),
+    ("opt_eps: 0\n", "'opt_eps' must be > 0.0, got 0"),
+    ("rmsprop_alpha: 1\n", "'rmsprop_alpha' must be in [0.0, 1.0), got 1"),
+    ("lars_coefficient: 0\n", "'lars_coefficient' must be > 0.0, got 0"),
+    ("lars_eps: -0.1\n", "'lars_eps' must be >= 0.0, got -0.1"),
+    ("num_cycles: 0\n", "'num_cycles' must be >= 1, got 0"),
+    ("cycle_decay: 0\n", "'cycle_decay' must be in (0.0, 1.0], got 0"),
+    ("cycle_warmup_fraction: 1.0\n", "'cycle_warmup_fraction' must be in [0.0, 1.0), got 1.0"),
+    ("htd_lower: low\n", "'htd_lower' must be a number, got 'low'"),
+    ("lr_power: 0\n", "'lr_power' must be > 0.0, got 0"),
+    ("decay_epochs: 0\n", "'decay_epochs' must be >= 1, got 0"),
+    ("decay_rate: 1.5\n", "'decay_rate' must be in [0.0, 1.0], got 1.5"),
 ])
 def test_yaml_mistakes_are_named(tmp_path, text, message):
     with pytest.raises(MsvisionError) as err:
