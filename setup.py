@@ -15,9 +15,11 @@ setup(
         "pillow",
     ],
     extras_require={
-        # torch is pinned: 2.13.0 is the CPU build; an unpinned torch pulls the CUDA wheels.
-        "convert": ["torch==2.13.0", "timm"],
-        "dev": ["pytest", "onnxruntime"],  # onnxruntime: checks exported ONNX numerically
+        # torch is pinned: 2.13.0 is the CPU build; an unpinned torch pulls the CUDA wheels. timm is pinned too: it
+        # is the parity reference of the tests (its layouts and numerics decide a green run).
+        "convert": ["torch==2.13.0", "timm==1.0.31"],
+        # the versions CI ran; onnxruntime checks exported ONNX numerically
+        "dev": ["pytest==9.0.3", "onnxruntime==1.32.0"],
         "plot": ["matplotlib"],  # scripts/plot_run.py, inspect_data.py --plot, validate.py --confusion
         # pretrained: timm's hub files (.safetensors) without torch; huggingface_hub honours HF_ENDPOINT mirrors
         "weights": ["safetensors", "huggingface_hub"],

@@ -1,6 +1,8 @@
 """msvision: VGG and VoVNet image classification on MindSpore."""
 from msvision.cpu_env import apply_cpu_speed_setting
+from msvision.environment import check_numpy
 
+check_numpy()  # before MindSpore: under NumPy 2 its image decoding fails on every file
 apply_cpu_speed_setting()  # must precede the first MindSpore kernel
 
 from msvision.errors import MsvisionError  # noqa: E402

@@ -56,6 +56,8 @@ def check_value(opt, value, where=""):
     if opt.is_list:
         if not isinstance(value, (list, tuple)) or not value:
             raise MsvisionError(f"{where}'{opt.name}' must be {_type_name(opt)}, got {value!r}")
+        if opt.length is not None and len(value) != opt.length:
+            raise MsvisionError(f"{where}'{opt.name}' must be {opt.length} values, got {len(value)}: {value!r}")
         return [_check_scalar(opt, item, where) for item in value]
     return _check_scalar(opt, value, where)
 
@@ -100,6 +102,10 @@ def build_parser(description=None):
 
 def load_yaml(path):
     """Read a flat YAML config and validate every key and value."""
+    if os.path.isdir(path):
+        recipes = sorted(name for name in os.listdir(path) if name.endswith((".yaml", ".yml")))
+        inside = f" (it holds {', '.join(recipes[:6])}{', ...' if len(recipes) > 6 else ''})" if recipes else ""
+        raise MsvisionError(f"config '{path}' is a folder; expected a YAML file{inside}")
     if not os.path.isfile(path):
         raise MsvisionError(f"config file not found: '{path}'")
     with open(path, encoding="utf-8") as handle:
@@ -134,7 +140,15 @@ def parse_config(argv=None, description=None, extra_args=None, base=None):
     args = parser.parse_args(argv)
     for opt in OPTIONS.values():
         setattr(args, opt.name, check_value(opt, getattr(args, opt.name), "option "))
+    check_relations(args)
     return args
+
+
+def check_relations(args):
+    """Constraints between options that the table's per-option ranges cannot state."""
+    if args.htd_lower >= args.htd_upper:
+        raise MsvisionError(f"htd_lower ({args.htd_lower:g}) must be below htd_upper ({args.htd_upper:g}): with "
+                            f"L >= U the htd rate rises or stays flat (the anchors' default is -6 and 3)")
 
 
 def config_dict(args):

@@ -32,18 +32,23 @@ def class_metrics(confusion):
                 worst_class_accuracy=float(recall.min()) if present.any() else 0.0)
 
 
-def evaluate(net, args, split, shard_id=0, num_shards=1, train_counts=None):
+def evaluate(net, args, split, shard_id=0, num_shards=1, train_counts=None, class_names=None):
     """Evaluate net on a split (a SplitIndex). Returns top1, top5, balanced_accuracy, worst_class_accuracy (percent),
-    loss, count, per_class rows (worst first; with train_images when train_counts is given) and confusion."""
+    loss, count, per_class rows (worst first; with train_images when train_counts is given) and confusion.
+
+    class_names: the model's classes in output order, when the split's class folders are a subset of them (matched
+    by name); the confusion matrix then spans every model class and the per-class rows the classes present."""
     net.set_train(False)
-    classes = split.classes
-    num_classes = len(classes)
+    names = list(class_names or split.classes)
+    position = {name: index for index, name in enumerate(names)}
+    label_map = np.array([position[name] for name in split.classes], np.int64)
+    num_classes = len(names)
     confusion = np.zeros((num_classes, num_classes), np.float64)
     extra = np.zeros(2, np.float64)  # loss sum, top-5 correct
     loader = eval_loader(args, split, shard_id=shard_id, num_shards=num_shards)
     for images, labels in batches(loader.create_tuple_iterator(num_epochs=1), split.root):
         logits = net(images).asnumpy().astype(np.float64)
-        labels = labels.asnumpy()
+        labels = label_map[labels.asnumpy()]
         top5 = np.argsort(-logits, axis=1)[:, :min(5, logits.shape[1])]
         extra[0] -= _log_softmax(logits)[np.arange(len(labels)), labels].sum()
         extra[1] += (top5 == labels[:, None]).any(axis=1).sum()
@@ -54,9 +59,9 @@ def evaluate(net, args, split, shard_id=0, num_shards=1, train_counts=None):
     confusion = confusion.astype(np.int64)
     count = int(confusion.sum())
     rows = []
-    for label, name in enumerate(classes):
+    for label in label_map:
         total, correct = int(confusion[label].sum()), int(confusion[label, label])
-        row = dict(name=name, correct=correct, total=total, accuracy=100.0 * correct / total if total else 0.0)
+        row = dict(name=names[label], correct=correct, total=total, accuracy=100.0 * correct / total if total else 0.0)
         if train_counts is not None:
             row["train_images"] = int(train_counts[label])
         rows.append(row)

@@ -38,11 +38,11 @@ def parse_with_checkpoint(argv, description, extra_args=None, keep_default=()):
 
 
 def class_names(ckpt, num_classes):
-    """Class names stored at training time, else class_0, class_1, ..."""
+    """Class names stored at training time (None when the checkpoint holds none for num_classes classes)."""
     names = ckpt.get(CLASS_NAMES_KEY)
     if isinstance(names, str) and len(names.split("\n")) == num_classes:
         return names.split("\n")
-    return [f"class_{i}" for i in range(num_classes)]
+    return None
 
 
 def model_from_checkpoint(args, ckpt, ema=False):

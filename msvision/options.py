@@ -21,6 +21,7 @@ class Option:
     int_as_str: bool = False  # a string option that YAML may give as a number (freeze: 2)
     bool_as_str: bool = False  # a string option that may be true / false (pretrained: true); alone on the CLI: true
     is_list: bool = False
+    length: Optional[int] = None  # list options of a fixed number of values
     nullable: bool = False
 
 
@@ -85,8 +86,10 @@ OPTIONS = _opts(
       choices=("bilinear", "bicubic", "nearest", "area")),
     O("crop_pct", float, None, "eval centre-crop fraction; default: the model's", low=0.05, high=1.0,
       nullable=True),
-    O("mean", float, None, "normalisation mean (0..1 scale); default: the model's", is_list=True, nullable=True),
-    O("std", float, None, "normalisation std (0..1 scale); default: the model's", is_list=True, nullable=True),
+    O("mean", float, None, "normalisation mean (0..1 scale) of R, G, B; default: the model's", is_list=True, length=3,
+      nullable=True),
+    O("std", float, None, "normalisation std (0..1 scale) of R, G, B; default: the model's", low=0.0, open_low=True,
+      is_list=True, length=3, nullable=True),
     # class imbalance (counts come from the training split)
     O("sampler", str, "uniform", "training draw per epoch: uniform (each image once), class_balanced (class c with "
       "probability 1/C) or sqrt (proportional to sqrt(n_c)); an image uniformly within its class",
@@ -126,7 +129,7 @@ OPTIONS = _opts(
     O("nesterov", bool, False, "Nesterov momentum (sgd, momentum, lars)"),
     O("momentum", float, 0.9, "momentum (sgd, momentum, rmsprop, lars; beta1 for adamw)", low=0.0, high=1.0),
     O("opt_betas", float, None, "beta1 beta2 of adam, lamb (and adamw); default 0.9 0.999", low=0.0, high=1.0,
-      open_high=True, is_list=True, nullable=True),
+      open_high=True, is_list=True, length=2, nullable=True),
     O("opt_eps", float, None, "epsilon of adam, rmsprop, lamb, adamw; default: 1e-8 (lamb 1e-6)", low=0.0,
       open_low=True, nullable=True),
     O("rmsprop_alpha", float, 0.99, "rmsprop: decay of the squared-gradient average", low=0.0, high=1.0,
@@ -148,8 +151,8 @@ OPTIONS = _opts(
       open_low=True),
     O("cycle_warmup_fraction", float, 0.0, "warmup_cosine_decay: each cycle opens with a linear rise from min_lr "
       "over this fraction of it", low=0.0, high=1.0, open_high=True),
-    O("htd_lower", float, -6.0, "htd: L in lr x 0.5 x (1 - tanh(L + (U - L) t / T))"),
-    O("htd_upper", float, 3.0, "htd: U"),
+    O("htd_lower", float, -6.0, "htd: L in lr x 0.5 x (1 - tanh(L + (U - L) t / T)); below htd_upper"),
+    O("htd_upper", float, 3.0, "htd: U, above htd_lower (the rate falls from L to U)"),
     O("lr_power", float, 1.0, "polynomial: power of (1 - t / T)", low=0.0, open_low=True),
     O("warmup_epochs", float, 0.0, "linear warmup length in epochs", low=0.0),
     O("warmup_factor", float, 0.0, "warmup starts at lr * warmup_factor", low=0.0, high=1.0),

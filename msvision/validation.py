@@ -3,6 +3,7 @@ the JSON metrics and the confusion matrix (CSV, and a PNG with the plot extra)."
 import csv
 import io
 import json
+import logging
 import os
 
 import numpy as np
@@ -15,6 +16,8 @@ from msvision.errors import MsvisionError
 from msvision.evaluate import evaluate
 from msvision.files import write_text
 from msvision.inference import class_names, model_from_checkpoint, parse_with_checkpoint
+
+LOG = logging.getLogger("msvision")
 
 
 def format_report(metrics, model, ckpt_path):
@@ -68,6 +71,33 @@ def _check_output(path, what):
                             f"is not writable")
 
 
+def model_classes(ckpt, num_classes, split):
+    """The model's class names in output order, checked against the split's class folders by name: the split may
+    hold a subset of them (a long-tailed validation split often lacks its rarest classes), not a class the model does
+    not know. A checkpoint without stored names takes the folders' names, which must then be as many as its classes."""
+    stored = class_names(ckpt, num_classes)
+    if stored is None:
+        if len(split.classes) != num_classes:
+            raise MsvisionError(f"the model has {num_classes} classes but '{split.root}' has {len(split.classes)} "
+                                f"class folders (the checkpoint stores no class names to match them by)")
+        return list(split.classes)
+    unknown = sorted(set(split.classes) - set(stored))
+    if unknown:
+        missing = sorted(set(stored) - set(split.classes))
+        absent = f"; the model's classes missing there: {_names(missing)}" if missing else ""
+        raise MsvisionError(f"'{split.root}' has class folders the model does not know: {_names(unknown)}{absent} "
+                            f"(expected a subset of the checkpoint's {num_classes} classes)")
+    if len(split.classes) < num_classes:
+        LOG.info("'%s' holds %d of the model's %d classes (absent: %s): the per-class table covers those present",
+                 split.root, len(split.classes), num_classes, _names(sorted(set(stored) - set(split.classes))))
+    return stored
+
+
+def _names(names, limit=5):
+    more = f", ... (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def run_validation(argv=None):
     """validate.py: evaluate --ckpt_path on a split; print the report, optionally write --output JSON and
     --confusion CSV (+ PNG)."""
@@ -86,18 +116,11 @@ def run_validation(argv=None):
     net = model_from_checkpoint(args, ckpt, ema=args.ema)
     split = open_split(args, args.split or args.val_split)
     log_index(split)
-    folders = split.classes
-    if len(folders) != args.num_classes:
-        raise MsvisionError(f"the model has {args.num_classes} classes but '{split.root}' has {len(folders)} class "
-                            f"folders")
-    names = class_names(ckpt, args.num_classes)
+    names = model_classes(ckpt, args.num_classes, split)
     counts = ckpt.get(CLASS_COUNTS_KEY)
     counts = counts.asnumpy() if counts is not None and counts.shape == (args.num_classes,) else None
-    metrics = evaluate(net, args, split, device.rank(), device.world_size(), train_counts=counts)
+    metrics = evaluate(net, args, split, device.rank(), device.world_size(), train_counts=counts, class_names=names)
     confusion = metrics.pop("confusion")
-    by_folder = dict(zip(folders, names))
-    for row in metrics["per_class"]:
-        row["name"] = by_folder[row["name"]] if names[0] != "class_0" else row["name"]
     metrics.update(model=args.model, checkpoint=args.ckpt_path, split=split.root, ema=args.ema,
                    world_size=device.world_size())
     if device.is_main_process():
@@ -106,12 +129,11 @@ def run_validation(argv=None):
             write_text(args.output, json.dumps(metrics, indent=1))
             print(f"metrics written to {args.output}")
         if args.confusion:
-            shown = folders if names[0] == "class_0" else names
-            write_text(args.confusion, confusion_csv(confusion, shown), newline="")
+            write_text(args.confusion, confusion_csv(confusion, names), newline="")
             print(f"confusion matrix written to {args.confusion}")
             try:
                 png = os.path.splitext(args.confusion)[0] + ".png"
-                plot_confusion(confusion, shown, png)
+                plot_confusion(confusion, names, png)
                 print(f"confusion plot written to {png}")
             except ImportError:
                 print('no confusion plot: matplotlib is not installed (pip install -e ".[plot]")')

@@ -13,7 +13,7 @@ def main(argv=None):
     args, ckpt = parse_with_checkpoint(argv, __doc__, extra)
     device.setup_device(args)
     net = model_from_checkpoint(args, ckpt)
-    names = class_names(ckpt, args.num_classes)
+    names = class_names(ckpt, args.num_classes) or [f"class_{i}" for i in range(args.num_classes)]
     for path, top in zip(args.images, predict_files(net, args, args.images, args.top_k)):
         print(path + ": " + ", ".join(f"{names[i]} {p:.3f}" for i, p in top))
 

@@ -2,6 +2,7 @@
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 
 import mindspore as ms
@@ -43,6 +44,10 @@ def check_slow_marker(request):
     if spawns != marked:
         pytest.fail(f"{request.node.nodeid}: {'starts a process but is not' if spawns else 'starts no process but is'}"
                     f" marked slow", pytrace=False)
+# msrun sits next to this interpreter and starts its workers as `python`: this interpreter's bin/ goes first on the
+# PATH the tests' processes inherit, so a venv run without activating it (venv/bin/python -m pytest) uses its own
+BIN_FIRST_ON_PATH = os.path.dirname(sys.executable)
+os.environ["PATH"] = os.pathsep.join([BIN_FIRST_ON_PATH, os.environ.get("PATH", "")])
 # split indexes of the tests' folders go to a cache of their own (inherited by the CLI subprocesses)
 os.environ["MSVISION_CACHE"] = tempfile.mkdtemp(prefix="msvision-test-cache-")
 
@@ -135,9 +140,6 @@ def eval_inputs(paths, size=32):
 
 def run_cli(args, cwd=REPO_ROOT, timeout=900, check=True):
     """Run a CLI (train.py, validate.py, scripts/...) in a subprocess; returns the CompletedProcess."""
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable] + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
     if check and done.returncode != 0:
@@ -155,15 +157,14 @@ def error_line(done, code=2, foreign=()):
 
 
 def msrun_command(log_dir, port, *args, workers=2):
-    """msrun running `python ARGS` as `workers` workers on this machine (real data parallel on CPU)."""
+    """msrun running `python ARGS` as `workers` workers on this machine (real data parallel on CPU). msrun starts its
+    workers as a literal `python` from PATH: both resolve to this interpreter's (see BIN_FIRST_ON_PATH)."""
     return ["msrun", "--worker_num", str(workers), "--local_worker_num", str(workers), "--master_port", str(port),
             "--log_dir", str(log_dir), "--join", "True", "python"] + [str(a) for a in args]
 
 
 def run_msrun(log_dir, port, *args, timeout=900):
     """Run msrun_command to its end; a failure shows the tail of the output."""
-    import subprocess
-
     done = subprocess.run(msrun_command(log_dir, port, *args), cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

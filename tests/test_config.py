@@ -2,12 +2,14 @@
 import glob
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from msvision import MsvisionError
 from msvision.config import OPTIONS, config_from_text, dump_config, load_yaml, parse_config
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, error_line
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "**", "*.yaml"), recursive=True))
 
@@ -74,6 +76,11 @@ def test_cli_overrides_yaml_which_overrides_defaults(tmp_path):
     ("lr_power: 0\n", "'lr_power' must be > 0.0, got 0"),
     ("decay_epochs: 0\n", "'decay_epochs' must be >= 1, got 0"),
     ("decay_rate: 1.5\n", "'decay_rate' must be in [0.0, 1.0], got 1.5"),
+    ("opt_betas: [0.9]\n", "'opt_betas' must be 2 values, got 1: [0.9]"),
+    ("mean: [0.5, 0.5]\n", "'mean' must be 3 values, got 2: [0.5, 0.5]"),
+    ("std: [0.5, 0.5, 0]\n", "'std' must be > 0.0, got 0"),
+    ("scheduler: htd\nhtd_lower: 3\n", "htd_lower (3) must be below htd_upper (3): with L >= U the htd rate rises"),
+    ("htd_lower: 4\nhtd_upper: -2\n", "htd_lower (4) must be below htd_upper (-2)"),
 ])
 def test_yaml_mistakes_are_named(tmp_path, text, message):
     with pytest.raises(MsvisionError) as err:
@@ -90,6 +97,16 @@ def test_cli_mistakes_are_named():
         parse_config(["--warmup_epochs", "-1"])
     with pytest.raises(MsvisionError, match="config file not found"):
         parse_config(["-c", "/nonexistent.yaml"])
+    with pytest.raises(MsvisionError, match="argument --opt_betas: expected at least one argument"):
+        parse_config(["--opt", "lamb", "--opt_betas"])
+    with pytest.raises(MsvisionError, match=r"^option 'opt_betas' must be 2 values, got 1: \[0.9\]$"):
+        parse_config(["--opt", "lamb", "--opt_betas", "0.9"])
+    with pytest.raises(MsvisionError, match=r"^htd_lower \(3\) must be below htd_upper \(3\)"):
+        parse_config(["--scheduler", "htd", "--htd_lower", "3"])
+    demo = os.path.join(REPO_ROOT, "configs", "demo")
+    with pytest.raises(MsvisionError, match=f"^config '{demo}' is a folder; expected a YAML file \\(it holds "
+                                            f"ese_vovnet19b_slim_dw_digits.yaml"):
+        parse_config(["-c", demo])
 
 
 def test_pretrained_is_true_false_or_a_source(tmp_path):
@@ -149,3 +166,21 @@ def test_readme_recipe_table_matches_the_files():
         assert (a.model, a.epoch_size, a.lr_base_batch_size, a.lr, a.opt, a.nesterov, a.weight_decay,
                 a.label_smoothing, a.min_lr, a.num_cycles, a.cycle_warmup_fraction, a.ema, a.drop_rate) == \
             (name, int(epochs), int(global_batch), float(peak), "sgd", True, 2e-5, 0.1, 1e-7, 1, 0.1, True, 0.2), name
+
+
+@pytest.mark.slow
+def test_numpy_2_is_named_at_import(tmp_path):
+    """Under NumPy 2 MindSpore 2.10's image decoding fails on every file: msvision says so when it is imported, in
+    one line, exit 2 from a command-line entry point (here NumPy 2 is a stand-in package carrying only its version,
+    found before the installed NumPy)."""
+    from msvision.environment import check_numpy
+
+    check_numpy("1.26.4")
+    with pytest.raises(MsvisionError, match=r"^NumPy 2.2.6 is installed, but MindSpore 2.10 needs NumPy < 2"):
+        check_numpy("2.2.6")
+    (tmp_path / "numpy").mkdir()
+    (tmp_path / "numpy" / "__init__.py").write_text('__version__ = "2.2.6"\n')
+    done = subprocess.run([sys.executable, "train.py", "--dataset", "demo"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert error_line(done) == ("error: NumPy 2.2.6 is installed, but MindSpore 2.10 needs NumPy < 2 (under NumPy 2 "
+                                "its image decoding fails): pip install 'numpy>=1.25,<2'")

@@ -1,8 +1,10 @@
 """validate.py, infer.py, export.py against PyTorch: a model trained in PyTorch (timm), converted and saved as
 train.py saves it; every figure validate.py reports equals the same figure computed from PyTorch's predictions."""
+import copy
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import mindspore as ms
@@ -16,6 +18,7 @@ from tests.conftest import (error_line, eval_inputs, make_image_folder, relative
                             split_files)
 
 MODEL = "ese_vovnet19b_slim_dw"
+CLASSES = [f"class_{i}" for i in range(4)]
 SMALL = ["--model", MODEL, "--num_classes", "4", "--image_resize", "32", "--crop_pct", "1", "--interpolation",
          "bilinear"]
 
@@ -38,24 +41,42 @@ def reference_inputs(torch, paths):
     return torch.tensor(eval_inputs(paths))
 
 
+def nearest_mean_head(torch, model, inputs, labels, logit_size=5.0):
+    """Set the classifier of `model` to the nearest-class-mean rule over its own features of `inputs` (computed in
+    float64): logit_c = w_c . (f - m_c / 2 - mean) with w_c = m_c - mean of the class means, scaled so that the
+    largest logit is about logit_size. Returns the smallest top-1 margin over `inputs` as a fraction of the largest
+    logit: the float order of a CPU moves logits by ~1e-6 of their size, so a margin far above that makes the
+    classifier's predictions the same on every machine."""
+    twin = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        features = twin.forward_head(twin.forward_features(inputs.double()), pre_logits=True)
+        means = torch.stack([features[labels == c].mean(0) for c in range(int(labels.max()) + 1)])
+        weight = means - means.mean(0)
+        bias = -(weight * (means.mean(0) + weight / 2)).sum(1)
+        twin.head.fc.weight.copy_(weight)
+        twin.head.fc.bias.copy_(bias)
+        scale = logit_size / twin(inputs.double()).abs().max()
+        model.head.fc.weight.copy_(weight * scale)
+        model.head.fc.bias.copy_(bias * scale)
+        logits = model(inputs).double()
+    top = logits.topk(2, dim=1).values
+    assert bool((logits.argmax(1) == labels).all()), "the nearest-mean head does not separate the training images"
+    return float((top[:, 0] - top[:, 1]).min() / logits.abs().max())
+
+
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory, torch_reference):
-    """(msvision checkpoint with a stored config, the PyTorch model it came from (eval), data_dir)."""
+    """(msvision checkpoint with a stored config, the PyTorch model it came from (eval), data_dir). The model is
+    timm's with seeded random weights and a nearest-class-mean head on the training images: 100% train top-1 by
+    construction (a trained one's accuracy depended on the CPU's float order)."""
     torch, timm, _ = torch_reference
     folder = tmp_path_factory.mktemp("classifier")
     data_dir = labelled_folder(folder / "data")
     paths, labels = split_files(data_dir, "train")
-    inputs, targets = reference_inputs(torch, paths), torch.tensor(labels)
     torch.manual_seed(0)
-    model = timm.create_model(MODEL, num_classes=4)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    model.train()
-    for _ in range(40):
-        batch = torch.randperm(len(paths))[:16]
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(inputs[batch]), targets[batch]).backward()
-        optimizer.step()
-    model.eval()
+    model = timm.create_model(MODEL, num_classes=4).eval()
+    margin = nearest_mean_head(torch, model, reference_inputs(torch, paths), torch.tensor(labels))
+    assert margin >= 0.01  # measured 0.24
     net = convert_state_dict(MODEL, {k: v.detach().numpy() for k, v in model.state_dict().items()}, "timm")
     args = parse_config(SMALL + ["--data_dir", str(data_dir)])
     path = str(folder / "model.ckpt")
@@ -69,6 +90,8 @@ def reference_figures(torch, model, data_dir, split):
     """What validate.py must report, from PyTorch's logits: confusion matrix, top-1/5, per-class recall, balanced
     and worst-class accuracy, mean loss."""
     paths, labels = split_files(data_dir, split)
+    folders = sorted(os.listdir(os.path.join(data_dir, split)))
+    labels = np.array([CLASSES.index(folders[label]) for label in labels])  # by name: a split may lack classes
     with torch.no_grad():
         logits = model(reference_inputs(torch, paths)).double()
     predicted = logits.argmax(1).numpy()
@@ -148,6 +171,36 @@ def test_validate_figures_equal_pytorch(tmp_path, classifier, torch_reference):
     assert ref["top1"] >= 90.0
     val = reference_figures(torch, model, data_dir, "val")
     assert len(set(val["predicted"].tolist())) >= 3 and val["top1"] != val["balanced"] and val["worst"] < 100
+
+
+@pytest.mark.slow
+def test_a_split_with_some_of_the_classes_is_evaluated_by_name(tmp_path, classifier, torch_reference):
+    """A validation split without class_1 (a long tail's rarest class is often absent): its images are labelled by
+    folder name, not position, every figure equals PyTorch's over the classes present, and the per-class table
+    lists those. A folder the model does not know is one line naming it and the classes missing."""
+    torch = torch_reference[0]
+    path, model, data_dir = classifier
+    subset = tmp_path / "subset"
+    shutil.copytree(os.path.join(data_dir, "val"), subset / "val")
+    shutil.rmtree(subset / "val" / "class_1")
+    ref = reference_figures(torch, model, subset, "val")
+    output = tmp_path / "subset.json"
+    run_cli(["validate.py", "--ckpt_path", path, "--data_dir", subset, "--output", output])
+    metrics = json.loads(output.read_text())
+    print(f"without class_1: PyTorch top-1 {ref['top1']:.2f} balanced {ref['balanced']:.2f}; validate.py "
+          f"{metrics['top1']:.2f} {metrics['balanced_accuracy']:.2f}")
+    assert sorted(row["name"] for row in metrics["per_class"]) == ["class_0", "class_2", "class_3"]
+    assert metrics["count"] == ref["count"] == 12 and metrics["top1"] == pytest.approx(ref["top1"])
+    assert metrics["balanced_accuracy"] == pytest.approx(ref["balanced"])
+    assert metrics["worst_class_accuracy"] == pytest.approx(ref["worst"])
+    assert metrics["loss"] == pytest.approx(ref["loss"], rel=1e-5)
+    os.rename(subset / "val" / "class_3", subset / "val" / "class_9")
+    done = run_cli(["validate.py", "--ckpt_path", path, "--data_dir", subset, "--output", tmp_path / "x.json"],
+                   check=False)
+    assert error_line(done) == (f"error: '{subset}/val' has class folders the model does not know: class_9; the "
+                                f"model's classes missing there: class_1, class_3 (expected a subset of the "
+                                f"checkpoint's 4 classes)")
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_class_metrics_by_hand():
