@@ -3,7 +3,7 @@ from msvision.cli import run_cli
 
 
 def main(argv=None):
-    from msvision.validation import run_validation
+    from msvision.eval.validate import run_validation
 
     run_validation(argv)
 

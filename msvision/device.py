@@ -47,20 +47,21 @@ def resolve_sink_mode(sink_mode, device, grad_accum_steps):
     return True, f"{'auto on ' + device if sink_mode == 'auto' else 'set by dataset_sink_mode'}: mindspore.data_sink"
 
 
-def setup_device(args):
-    """Apply device_target, mode and jit_level; under msrun initialise data-parallel training.
+def setup_device(device_target="auto", mode=0, jit_level="auto", seed=42):
+    """Apply device_target, mode (0 GRAPH, 1 PYNATIVE) and jit_level; under msrun initialise data-parallel training;
+    seed MindSpore (the same seed on every rank: identical initial weights).
 
     Returns (device, jit level in force, why it was chosen)."""
-    device = resolve_device(args.device_target)
-    jit_level, why = resolve_jit_level(args.jit_level, device)
+    device = resolve_device(device_target)
+    jit_level, why = resolve_jit_level(jit_level, device)
     ms.set_device(device)
-    ms.set_context(mode=ms.GRAPH_MODE if args.mode == 0 else ms.PYNATIVE_MODE, jit_config={"jit_level": jit_level})
+    ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE, jit_config={"jit_level": jit_level})
     if launched_by_msrun():
         init()
         _STATE["rank"], _STATE["world"] = get_rank(), get_group_size()
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                      device_num=_STATE["world"])
-    ms.set_seed(args.seed)  # same seed on every rank: identical initial weights
+    ms.set_seed(seed)
     return device, jit_level, why
 
 

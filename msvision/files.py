@@ -13,6 +13,11 @@ from msvision.errors import MsvisionError
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO)
 
 
+def cache_folder():
+    """msvision's one cache folder: MSVISION_CACHE, else ~/.cache/msvision (split indexes, demo data, weights)."""
+    return os.path.expanduser(os.environ.get("MSVISION_CACHE") or "~/.cache/msvision")
+
+
 class WriteFailed(MsvisionError):
     """A write that did not fit or failed on the disk (the message says which file and how much space)."""
 

@@ -4,17 +4,20 @@ from msvision.cli import run_cli
 
 def main(argv=None):
     from msvision import device
-    from msvision.inference import class_names, model_from_checkpoint, parse_with_checkpoint, predict_files
+    from msvision.cli.checkpoint import INFER_OPTIONS, parse_checkpoint_cli
+    from msvision.config.kwargs import device_kwargs, preprocessing_kwargs
+    from msvision.eval.predict import class_names, model_for_evaluation, predict_files
 
     def extra(parser):
         parser.add_argument("images", nargs="+", help="image files")
-        parser.add_argument("--top_k", type=int, default=5)
+        parser.add_argument("--top_k", type=int, default=5, help="predictions per image")
 
-    args, ckpt = parse_with_checkpoint(argv, __doc__, extra)
-    device.setup_device(args)
-    net = model_from_checkpoint(args, ckpt)
-    names = class_names(ckpt, args.num_classes) or [f"class_{i}" for i in range(args.num_classes)]
-    for path, top in zip(args.images, predict_files(net, args, args.images, args.top_k)):
+    args, state = parse_checkpoint_cli(argv, __doc__, INFER_OPTIONS, extra)
+    device.setup_device(**device_kwargs(args))
+    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, act_layer=args.act_layer)
+    count = net.get_classifier().out_channels
+    names = class_names(state, count) or [f"class_{i}" for i in range(count)]
+    for path, top in zip(args.images, predict_files(net, args.images, preprocessing_kwargs(args), args.top_k)):
         print(path + ": " + ", ".join(f"{names[i]} {p:.3f}" for i, p in top))
 
 

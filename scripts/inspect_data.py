@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from msvision.cli import run_cli
+from msvision.cli import check_output, run_cli
 
 
 def main(argv=None):
@@ -28,9 +28,8 @@ def main(argv=None):
 
     input_size = get_pretrained_cfg(opts.model).input_size[-1] if opts.model else None
     for path in (opts.json, opts.plot):
-        folder = os.path.dirname(os.path.abspath(path)) if path else None
-        if folder and not os.path.isdir(folder):
-            raise MsvisionError(f"cannot write '{path}': folder '{folder}' does not exist")
+        if path:
+            check_output(path)
     if opts.plot:
         try:
             import matplotlib  # noqa: F401
@@ -41,10 +40,8 @@ def main(argv=None):
     present = [s for s in opts.splits if os.path.isdir(os.path.join(opts.data_dir, s))]
     if not present:
         raise MsvisionError(f"none of the split folders {', '.join(opts.splits)} is in '{opts.data_dir}'")
-    args = argparse.Namespace(dataset="imagefolder", data_dir=opts.data_dir, train_split=present[0],
-                              val_split=present[-1])
     started = time.perf_counter()
-    report, spreads = dataset_report(args, present, input_size)
+    report, spreads = dataset_report(opts.data_dir, present, input_size)
     report.update(model=opts.model, missing_splits=[s for s in opts.splits if s not in present],
                   seconds=round(time.perf_counter() - started, 2))
     print(format_report(report))

@@ -6,7 +6,7 @@ Needs matplotlib: pip install -e ".[plot]".
 import argparse
 import os
 
-from msvision.cli import run_cli
+from msvision.cli import check_output, run_cli
 from msvision.errors import MsvisionError
 from msvision.train.records import SUMMARY, read_summary
 
@@ -52,6 +52,7 @@ def main(argv=None):
     parser.add_argument("run_dirs", nargs="+", help="ckpt_save_dir of each run")
     parser.add_argument("--output", default="runs.png")
     args = parser.parse_args(argv)
+    check_output(args.output, "the plot")
     print(f"wrote {plot_runs(args.run_dirs, args.output)}")
 
 

@@ -29,7 +29,7 @@ def main(argv=None):
         raise MsvisionError("--step_ms must be > 0 and --overlap in [0, 1]")
     from msvision import create_model
     from msvision.models.complexity import count_params
-    from msvision.scaling import project
+    from msvision.bench.allreduce_model import project
 
     params = count_params(create_model(args.model))
     grad_bytes = params * args.grad_bytes_per_param

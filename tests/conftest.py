@@ -88,6 +88,32 @@ def free_port():
         return sock.getsockname()[1]
 
 
+TINY_RUN = dict(model="ese_vovnet19b_slim_dw", num_classes=4, image_resize=32, batch_size=8, num_parallel_workers=1)
+
+
+def tiny_run(**options):
+    """The command-line options of a small run on the 4-class image folder: TINY_RUN's, with `options` replacing or
+    adding (a tuple gives several values, a bool is written true / false, None leaves the option out)."""
+    argv = []
+    for key, value in dict(TINY_RUN, **options).items():
+        if value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        argv += [f"--{key}"] + [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+    return argv
+
+
+def linked_copy(source, target):
+    """A folder tree like `source` whose files are hard links to its files: files can be added, removed or renamed
+    in it (not rewritten in place) without touching the shared original, and no image is copied."""
+    for folder, _, names in os.walk(source):
+        inside = os.path.join(str(target), os.path.relpath(folder, source))
+        os.makedirs(inside, exist_ok=True)
+        for name in names:
+            os.link(os.path.join(folder, name), os.path.join(inside, name))
+    return target
+
+
 def make_image_folder(root, classes=4, train_per_class=16, val_per_class=5, size=40, seed=0):
     """Real JPEG class folders (train/ and val/) whose classes differ in colour, so a model can learn them."""
     import numpy as np
@@ -173,14 +199,14 @@ def run_msrun(log_dir, port, *args, timeout=900):
 
 def checkpoint_arrays(path):
     """{name: numpy array} of a .ckpt, its text entries left out."""
-    from msvision.checkpoint import read_checkpoint
+    from msvision.weights.io import read_checkpoint
 
     return {k: v.asnumpy() for k, v in read_checkpoint(str(path)).items() if not isinstance(v, str)}
 
 
 def latest_checkpoint(save_dir):
     """The path of a run's newest checkpoint (from its checkpoints.json)."""
-    from msvision.checkpoint import CheckpointManager
+    from msvision.weights.manager import CheckpointManager
 
     return CheckpointManager(str(save_dir), "", 1, "latest_k").latest()
 

@@ -4,7 +4,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
-from msvision.convert.convert import convert_state_dict, to_msvision_names
+from msvision.models import create_model
+from msvision.models._factory import msvision_state_dict
 from msvision.train.step import NetWithLoss
 from tests.ref_1e100 import Reference1e100
 
@@ -53,9 +54,25 @@ def torch_state(model):
     return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
-def msvision_twin(name, library, reference):
-    """The msvision model holding the reference's weights (float32), without dropout."""
-    return convert_state_dict(name, torch_state(reference), library, drop_rate=0.0)
+def msvision_twin(name, library, reference, **model_args):
+    """The msvision model holding the reference's weights (float32), without dropout: the reference's state dict
+    saved with torch.save and loaded by create_model, as a user's PyTorch file is."""
+    return create_model(name, checkpoint_path=reference_file(reference), source=library, drop_rate=0.0, **model_args)
+
+
+def reference_file(model):
+    """A reference model's state dict in a temporary .pth file (removed at exit)."""
+    import atexit
+    import os
+    import tempfile
+
+    import torch
+
+    handle, path = tempfile.mkstemp(suffix=".pth")
+    os.close(handle)
+    atexit.register(os.remove, path)
+    torch.save(model.state_dict(), path)
+    return path
 
 
 def torch_loss_and_grads(torch, model, images, labels, train, dtype):
@@ -111,7 +128,7 @@ def msvision_loss_and_grads(net, images, labels, train):
 def in_msvision_names(torch_named, name, library, net):
     """Torch-named arrays (e.g. gradients) under msvision's parameter names and shapes."""
     shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
-    return to_msvision_names(torch_named, library, name, shapes, np.float64)
+    return msvision_state_dict(name, torch_named, library, shapes, np.float64)
 
 
 def torch_names_of(net, name, library, model):

@@ -10,12 +10,14 @@ import mindspore.dataset.vision as V
 import pytest
 
 from msvision import MsvisionError
-from msvision.config import parse_config
+from msvision.config.parse import parse_config
+from msvision.config.kwargs import augment_check_kwargs, mixing_kwargs, split_kwargs, train_loader_kwargs
 from msvision.data.augment import RandomErasing, check_augment_options, parse_auto_augment
 from msvision.data.cifar import open_cifar, write_cifar
 from msvision.data.dataset import SampleIds, open_split, rank_order
 from msvision.data.mixing import BatchMixing
-from msvision.data.transforms import train_loader
+from msvision.data.loaders import train_loader
+from tests.conftest import tiny_run
 
 IMAGE = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
 
@@ -58,7 +60,7 @@ def test_randaugment_parts_and_policies():
 def test_option_combinations_are_checked():
     def check(*argv):
         args = parse_config(list(argv))
-        check_augment_options(args, 32)
+        check_augment_options(32, **augment_check_kwargs(args))
 
     with pytest.raises(MsvisionError, match="color_jitter is not applied together with auto_augment"):
         check("--auto_augment", "autoaug", "--color_jitter", "0.4")
@@ -99,7 +101,7 @@ def test_mixing_equals_timm_and_the_mixed_loss_by_hand(torch_reference, mixup, c
     torch = ref.torch
     args = parse_config(["--num_classes", "5", "--mixup", str(mixup), "--cutmix", str(cutmix), "--mixup_prob",
                          str(prob), "--mixup_switch_prob", str(switch)])
-    ours = BatchMixing(args, SampleIds(100))
+    ours = BatchMixing(SampleIds(100), seed=args.seed, **mixing_kwargs(args))
     timm_mix = ref.mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, prob=prob, switch_prob=switch, mode="batch",
                          label_smoothing=0.0, num_classes=5)
     smoothed = ref.mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, prob=prob, switch_prob=switch, mode="batch",
@@ -131,7 +133,7 @@ def test_mixup_off_epoch_and_the_loss_of_soft_targets(tmp_path):
 
     args = parse_config(["--num_classes", "4", "--mixup", "0.4", "--mixup_off_epoch", "3", "--seed", "2"])
     ids = SampleIds(50)
-    mixing = BatchMixing(args, ids)
+    mixing = BatchMixing(ids, seed=args.seed, **mixing_kwargs(args))
     images = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
     labels = np.array([0, 1, 2, 3])
     for epoch in range(5):
@@ -169,23 +171,21 @@ def test_random_erasing_equals_timm(torch_reference, count):
 
 def loader_batches(args, split, epochs, **kwargs):
     """[(images, labels)] of `epochs` epochs of a training pipeline."""
-    loader = train_loader(args, split, **kwargs)
+    loader = train_loader(split, **train_loader_kwargs(args), **kwargs)
     iterator = loader.create_tuple_iterator(num_epochs=epochs, output_numpy=True)
     return [[(images, labels) for images, labels in iterator] for _ in range(epochs)]
 
 
-EVERY_OP = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "24", "--batch_size", "8",
-            "--num_parallel_workers", "2", "--scale", "0.3", "1", "--hflip", "0.5", "--vflip", "0.5",
-            "--auto_augment", "randaug-m9-n2-mstd1", "--cutout_length", "6", "--cutout_count", "2", "--re_prob",
-            "0.5", "--re_value", "random", "--re_count", "2", "--mixup", "0.4", "--cutmix", "1.0", "--aug_repeats",
-            "2", "--sampler", "sqrt"]
+EVERY_OP = tiny_run(image_resize=24, num_parallel_workers=2, scale=(0.3, 1), hflip=0.5, vflip=0.5,
+                    auto_augment="randaug-m9-n2-mstd1", cutout_length=6, cutout_count=2, re_prob=0.5,
+                    re_value="random", re_count=2, mixup=0.4, cutmix=1.0, aug_repeats=2, sampler="sqrt")
 
 
 def test_pipeline_is_a_function_of_seed_and_position(image_folder):
     """Every op on, 2 worker processes: two pipelines with one seed give identical batches, another seed other
     ones, one worker the same as two, and a pipeline resumed at epoch 1, batch 2 gives exactly the batches the
     uninterrupted one gave there."""
-    split = open_split(parse_config(EVERY_OP + ["--data_dir", image_folder]), "train")
+    split = open_split("train", **split_kwargs(parse_config(EVERY_OP + ["--data_dir", image_folder])))
     args = parse_config(EVERY_OP)
     first = loader_batches(args, split, 2)
     again = loader_batches(args, split, 2)
@@ -213,7 +213,7 @@ def test_other_policies_resume_exactly(image_folder, extra):
     """AutoAugment, TrivialAugment, colour jitter with the padded crop: a pipeline resumed at batch 3 gives the
     batches of the uninterrupted one."""
     argv = EVERY_OP + extra + ["--num_parallel_workers", "1", "--mixup", "0", "--cutmix", "0"]
-    split = open_split(parse_config(argv + ["--data_dir", image_folder]), "train")
+    split = open_split("train", **split_kwargs(parse_config(argv + ["--data_dir", image_folder])))
     args = parse_config(argv)
     whole = loader_batches(args, split, 1)[0]
     resumed = loader_batches(args, split, 1, skip=3 * 8)[0]
@@ -223,7 +223,7 @@ def test_other_policies_resume_exactly(image_folder, extra):
 
 
 def test_flips_and_cutout_do_what_they_say(image_folder):
-    split = open_split(parse_config(["--data_dir", image_folder]), "train")
+    split = open_split("train", **split_kwargs(parse_config(["--data_dir", image_folder])))
     base = ["--model", "vgg11", "--num_classes", "4", "--image_resize", "32", "--batch_size", "16",
             "--num_parallel_workers", "1", "--scale", "1", "1", "--ratio", "1", "1", "--hflip", "0"]
     plain = loader_batches(parse_config(base), split, 1)[0][0][0]
@@ -298,7 +298,7 @@ def test_cifar_pipeline_order_sharding_and_resume(tmp_path):
     argv = ["--dataset", "cifar10", "--data_dir", str(tmp_path), "--model", "vgg11_cifar", "--num_classes", "10",
             "--batch_size", "4", "--crop_padding", "4", "--num_parallel_workers", "1"]
     args = parse_config(argv)
-    split = open_split(args, "train")
+    split = open_split("train", **split_kwargs(args))
     batches = loader_batches(args, split, 2, shard_id=1, num_shards=2)
     for epoch in range(2):
         seen = np.concatenate([labels for _, labels in batches[epoch]])
@@ -307,4 +307,4 @@ def test_cifar_pipeline_order_sharding_and_resume(tmp_path):
     resumed = loader_batches(args, split, 1, first_epoch=1, skip=8, shard_id=1, num_shards=2)
     for (a, la), (b, lb) in zip(batches[1][2:], resumed[0]):
         assert np.array_equal(a, b) and np.array_equal(la, lb)
-    assert open_split(args, "val").num_items == 4
+    assert open_split("val", **split_kwargs(args)).num_items == 4

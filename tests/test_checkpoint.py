@@ -8,7 +8,8 @@ import pytest
 from mindspore import nn
 
 from msvision import MsvisionError
-from msvision.checkpoint import CheckpointManager, load_weights, save_atomic
+from msvision.weights.io import load_weights, save_atomic
+from msvision.weights.manager import CheckpointManager
 
 
 def save_series(manager, metrics):
@@ -67,7 +68,7 @@ def test_checkpoint_loads_when_page_cache_leaves_little_free_memory(tmp_path, mo
 
 
 def test_checkpoint_larger_than_available_memory_is_named(tmp_path, monkeypatch):
-    import msvision.checkpoint as checkpoint
+    import msvision.weights.io as checkpoint
     path = str(tmp_path / "w.ckpt")
     ms.save_checkpoint(nn.Dense(1024, 1024), path)  # 4 MB of weights
     monkeypatch.setattr(checkpoint, "_memory_available", lambda: 3 * 2**20)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from msvision import MsvisionError
-from msvision.config import OPTIONS, config_from_text, dump_config, load_yaml, parse_config
+from msvision.config.parse import OPTIONS, config_from_text, dump_config, load_yaml, parse_config
 from tests.conftest import REPO_ROOT, error_line
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "**", "*.yaml"), recursive=True))

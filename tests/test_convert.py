@@ -8,7 +8,7 @@ import pytest
 
 import msvision
 from msvision import MsvisionError
-from msvision.checkpoint import load_weights, read_checkpoint
+from msvision.weights.io import load_weights, read_checkpoint
 from tests.conftest import error_line, eval_inputs, mindcv_vgg_files, run_cli, split_files
 from tests.ref_1e100 import Reference1e100
 
@@ -63,8 +63,8 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(torch_reference, vovne
 
 @pytest.mark.slow
 def test_convert_without_torch_names_the_extra(tmp_path, vovnet19_file):
-    code = ("import sys; sys.modules['torch'] = None; from msvision.convert.convert import convert_file; "
-            f"convert_file('vovnet19', r'{vovnet19_file}', r'{tmp_path / 'o.ckpt'}')")
+    code = ("import sys; sys.modules['torch'] = None; from msvision.models import create_model; "
+            f"create_model('vovnet19', checkpoint_path=r'{vovnet19_file}')")
     done = run_cli(["-c", f"from msvision.cli import run_cli\nrun_cli(lambda a: exec({code!r}))"], check=False)
     assert 'needs torch: pip install -e ".[convert]"' in error_line(done)
 

@@ -1,9 +1,10 @@
 """Data order and preprocessing: per-epoch sharding, resume skip, demo set, eval transforms from the model cfg."""
 import numpy as np
 
-from msvision.config import parse_config
+from msvision.config.parse import parse_config
 from msvision.data.dataset import rank_order
-from msvision.data.transforms import preprocessing
+from msvision.config.kwargs import preprocessing_kwargs
+from msvision.data.loaders import preprocessing
 
 
 def epoch_indices(num_items, epoch, seed, shuffle, num_shards, shard_id, skip=0):
@@ -30,9 +31,9 @@ def test_uneven_split_pads_by_wrapping_and_skip_resumes():
 
 
 def test_preprocessing_comes_from_the_model_unless_set():
-    pre = preprocessing(parse_config(["--model", "ese_vovnet57b"]))
+    pre = preprocessing(**preprocessing_kwargs(parse_config(["--model", "ese_vovnet57b"])))
     assert (pre["size"], pre["crop_pct"], pre["interpolation"]) == (256, 0.95, "bicubic")
     assert pre["mean"] == [127.5] * 3 and pre["std"] == [127.5] * 3
-    pre = preprocessing(parse_config(["--model", "vgg16", "--image_resize", "32", "--crop_pct", "1",
-                                      "--interpolation", "bicubic"]))
+    pre = preprocessing(**preprocessing_kwargs(parse_config(["--model", "vgg16", "--image_resize", "32",
+                                                             "--crop_pct", "1", "--interpolation", "bicubic"])))
     assert (pre["size"], pre["crop_pct"], pre["interpolation"]) == (32, 1.0, "bicubic")

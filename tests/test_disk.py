@@ -12,10 +12,12 @@ import mindspore as ms
 import pytest
 from mindspore import nn
 
-from msvision import checkpoint
-from msvision.checkpoint import CheckpointManager, read_checkpoint
+from msvision.weights import io as checkpoint
+from msvision.weights.io import read_checkpoint
+from msvision.weights.manager import CheckpointManager
 from msvision.files import WriteFailed, write_text
 from msvision.train.records import read_summary
+from tests.conftest import tiny_run
 from tests.conftest import run_cli
 from tests.conftest import latest_state
 from tests.test_reliability import compare_states
@@ -90,9 +92,9 @@ def test_best_is_a_hard_link_that_retention_keeps_valid(tmp_path):
     assert os.stat(best).st_ino == os.stat(third).st_ino
 
 
-RUN = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--batch_size", "8",
-       "--epoch_size", "2", "--lr", "0.05", "--ckpt_save_steps", "2", "--keep_checkpoint_max", "5", "--log_interval",
-       "2", "--val_while_train", "false", "--num_parallel_workers", "1", "--hflip", "0.5", "--drop_rate", "0.2"]
+RUN_OPTIONS = dict(epoch_size=2, lr=0.05, ckpt_save_steps=2, keep_checkpoint_max=5, log_interval=2,
+                   val_while_train=False, hflip=0.5, drop_rate=0.2)
+RUN = tiny_run(**RUN_OPTIONS)
 
 
 @pytest.mark.slow
@@ -133,7 +135,7 @@ def test_full_disk_mid_run_then_resume_after_freeing_space(tmp_path, image_folde
         with open(os.path.join(folder, "filler"), "wb") as handle:
             handle.write(b"\0" * (os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize))
         done = run_cli(["train.py", "--data_dir", image_folder, "--ckpt_save_dir", run, "--resume", "auto",
-                        "--epoch_size", "3"] + RUN[:10] + RUN[12:], check=False)
+                        "--epoch_size", "3"] + tiny_run(**dict(RUN_OPTIONS, epoch_size=None)), check=False)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(
             f"error: no space left for '{run}/config.yaml' ("), done.stderr[-2000:]

@@ -5,11 +5,14 @@ import mindspore as ms
 import pytest
 
 import msvision
-from msvision.checkpoint import CheckpointManager, read_checkpoint
-from msvision.config import parse_config
+from msvision.weights.io import read_checkpoint
+from msvision.weights.manager import CheckpointManager
+from msvision.config.parse import parse_config
 from msvision.data.dataset import EpochOrder, epoch_draw, rank_order
-from msvision.optim import create_optimizer
+from msvision.config.kwargs import optimizer_kwargs
+from msvision.optim.factory import create_optimizer
 from msvision.train.loss import ClassificationLoss, class_weights, logit_offsets
+from tests.conftest import tiny_run
 from tests.conftest import run_cli
 
 # 4 classes of 200, 50, 10 and 2 images, not grouped by label (as an index of several folders never is)
@@ -104,7 +107,8 @@ def test_head_lr_scale_multiplies_the_classifier_step_only():
     net = msvision.create_model(args.model, num_classes=4)
     params = net.trainable_params()
     before = {p.name: p.asnumpy().copy() for p in params}
-    optimizer = create_optimizer(args, params, np.full(3, 0.01, np.float32), head_prefix="head.fc")
+    optimizer = create_optimizer(params, lr=np.full(3, 0.01, np.float32), head_prefix="head.fc",
+                                 **optimizer_kwargs(args))
     optimizer(tuple(ms.Tensor(np.ones(p.shape, np.float32)) for p in params))
     moved = {p.name: float(np.abs(before[p.name] - p.asnumpy()).max()) for p in params}
     assert moved.pop("head.fc.weight") == pytest.approx(0.1, rel=1e-5)
@@ -112,8 +116,7 @@ def test_head_lr_scale_multiplies_the_classifier_step_only():
     assert all(value == pytest.approx(0.01, rel=1e-5) for value in moved.values())
 
 
-SMALL = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--batch_size", "8",
-         "--val_while_train", "false", "--num_parallel_workers", "1", "--lr", "0.5", "--lr_base_batch_size", "8"]
+SMALL = tiny_run(val_while_train=False, lr=0.5, lr_base_batch_size=8)
 
 
 @pytest.mark.slow

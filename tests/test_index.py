@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from msvision import MsvisionError
-from msvision.config import parse_config
+from msvision.config.parse import parse_config
 from msvision.data.dataset import rank_order
 from msvision.data.index import index_base, split_index
-from msvision.data.transforms import train_loader
+from msvision.config.kwargs import train_loader_kwargs
+from msvision.data.loaders import train_loader
 from tests.conftest import REPO_ROOT, make_image_folder
 
 
@@ -94,7 +95,8 @@ def test_one_pipeline_gives_each_epoch_in_its_seeded_order(image_folder, skip):
     args = parse_config(["--model", "vgg11", "--num_classes", "4", "--image_resize", "32", "--batch_size", "8",
                          "--num_parallel_workers", "1", "--seed", "5"])
     limit = 24  # of the 32 items rank 1 of 2 holds per epoch
-    loader = train_loader(args, index, first_epoch=2, shard_id=1, num_shards=2, skip=skip, limit=limit)
+    loader = train_loader(index, first_epoch=2, shard_id=1, num_shards=2, skip=skip, limit=limit,
+                          **train_loader_kwargs(args))
     iterator = loader.create_tuple_iterator(num_epochs=3, output_numpy=True)
     for epoch in (2, 3, 4):
         seen = np.concatenate([batch[1] for batch in iterator])

@@ -74,23 +74,25 @@ def test_activations_equal_torch(torch_reference, act):
 
 
 def test_frozen_stages_have_no_stochastic_layers():
-    from msvision.config import parse_config
-    from msvision.train.finetune import build_model
+    from msvision.config.kwargs import model_kwargs
+    from msvision.config.parse import parse_config
+    from msvision.train.model import build_model
 
-    net = build_model(parse_config(["--model", "ese_vovnet39b", "--num_classes", "4", "--drop_path_rate", "0.3",
-                                    "--freeze", "3", "--drop_rate", "0.2"]))
+    net = build_model(**model_kwargs(parse_config(["--model", "ese_vovnet39b", "--num_classes", "4",
+                                                   "--drop_path_rate", "0.3", "--freeze", "3", "--drop_rate", "0.2"])))
     rates = {name: cell.p for name, cell in net.cells_and_names() if hasattr(cell, "salt")}
     assert all(rates[n] == 0.0 for n in rates if n.startswith(("stages.0.", "stages.1.", "stages.2.")))
     assert rates["stages.3.blocks.1.drop_path"] == pytest.approx(0.3) and rates["head.drop"] == pytest.approx(0.2)
     with pytest.raises(msvision.MsvisionError, match="amp_dtype bfloat16 needs amp_level O1, O2 or O3"):
-        build_model(parse_config(["--model", "vgg11", "--amp_dtype", "bfloat16"]))
+        build_model(**model_kwargs(parse_config(["--model", "vgg11", "--amp_dtype", "bfloat16"])))
 
 
 def test_second_run_starts_from_the_ema_weights(tmp_path):
     """ckpt_ema: the model starts from the checkpoint's ema.* entries (1e100's second run), not its weights; a
     checkpoint without them is a one-line error."""
-    from msvision.config import parse_config
-    from msvision.train.finetune import build_model
+    from msvision.config.kwargs import model_kwargs
+    from msvision.config.parse import parse_config
+    from msvision.train.model import build_model
 
     net = msvision.create_model("ese_vovnet19b_slim_dw", num_classes=4)
     entries = [{"name": p.name, "data": p} for p in net.get_parameters()]
@@ -100,9 +102,9 @@ def test_second_run_starts_from_the_ema_weights(tmp_path):
     first = str(tmp_path / "first.ckpt")
     ms.save_checkpoint(entries, first)
     argv = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--ckpt_path", first]
-    second = build_model(parse_config(argv + ["--ckpt_ema"]))
+    second = build_model(**model_kwargs(parse_config(argv + ["--ckpt_ema"])))
     assert all(np.array_equal(p.asnumpy(), ema[p.name]) for p in second.get_parameters())
     plain = str(tmp_path / "plain.ckpt")
     ms.save_checkpoint(net, plain)
     with pytest.raises(msvision.MsvisionError, match=f"checkpoint {plain} holds no EMA weights"):
-        build_model(parse_config(argv[:-1] + [plain, "--ckpt_ema"]))
+        build_model(**model_kwargs(parse_config(argv[:-1] + [plain, "--ckpt_ema"])))

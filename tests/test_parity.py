@@ -7,7 +7,7 @@ import mindspore as ms
 import pytest
 
 import msvision
-from msvision.convert.convert import convert_file
+from msvision.weights.io import save_atomic
 from tests.conftest import mindcv_vgg_files, relative_difference
 from tests.references import random_reference
 
@@ -34,6 +34,14 @@ def msvision_logits(name, ckpt, images, modes=(ms.GRAPH_MODE, ms.PYNATIVE_MODE))
         net.set_train(False)
         results.append(net(ms.Tensor(images)).asnumpy())
     return results
+
+
+def convert_file(name, torch_file, ms_file):
+    """What scripts/convert.py does: the file loaded by create_model (layout detected), saved as a checkpoint;
+    returns (net, the layout it was read as)."""
+    net = msvision.create_model(name, checkpoint_path=torch_file)
+    save_atomic(net, ms_file)
+    return net, net.weights_source
 
 
 @pytest.mark.parametrize("name,library,ref_name", PARITY_CASES)
@@ -103,14 +111,13 @@ def test_mindcv_checkpoints_load_directly_with_parity(tmp_path, name):
 def test_act_layer_and_drop_path_keep_parity_with_timm(torch_reference, name, act):
     """timm's model built with act_layer and drop_path_rate, converted: eval logits equal (drop path is identity in
     eval, the padded pools take -inf where the activation goes below zero)."""
-    from msvision.convert.convert import convert_state_dict
-    from tests.references import randomise_batchnorm, torch_state
+    from tests.references import msvision_twin, randomise_batchnorm
 
     torch, timm, _ = torch_reference
     torch.manual_seed(0)
     reference = randomise_batchnorm(torch, timm.create_model(name, num_classes=10, act_layer=act,
                                                              drop_path_rate=0.2)).eval()
-    net = convert_state_dict(name, torch_state(reference), "timm", act_layer=act, drop_path_rate=0.2)
+    net = msvision_twin(name, "timm", reference, act_layer=act, drop_path_rate=0.2)
     net.set_train(False)
     images = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():

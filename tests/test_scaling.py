@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from msvision.scaling import allreduce_seconds, project
+from msvision.bench.allreduce_model import allreduce_seconds, project
 from tests.conftest import run_cli
 
 

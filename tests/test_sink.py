@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from msvision import MsvisionError, device
+from tests.conftest import tiny_run
 from tests.conftest import error_line, latest_state, run_cli
 
 # deterministic data (whole-image crops, no flip): runs that differ only in sink_size must end equal
-FIXED = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--scale", "1", "1",
-         "--ratio", "1", "1", "--hflip", "0", "--crop_pct", "1", "--batch_size", "8", "--lr", "0.05",
-         "--val_while_train", "false", "--num_parallel_workers", "1"]
+FIXED = tiny_run(scale=(1, 1), ratio=(1, 1), hflip=0, crop_pct=1, lr=0.05, val_while_train=False)
 
 
 @pytest.mark.slow
@@ -38,7 +37,7 @@ def test_sink_size_changes_structure_not_results(tmp_path, image_folder):
 COUNT_READS = """
 import sys
 import mindspore as ms
-from msvision.config import parse_config
+from msvision.config.parse import parse_config
 from msvision.train.loop import Trainer
 calls = []
 def counted(name):
@@ -70,7 +69,7 @@ def test_no_host_read_per_step(tmp_path, image_folder):
 
 RECORD_LOSSES = """
 import sys
-from msvision.config import parse_config
+from msvision.config.parse import parse_config
 from msvision.train.loop import Trainer
 from msvision.train.step import TrainStep
 losses, original = [], TrainStep.__call__

@@ -15,9 +15,10 @@ import mindspore as ms
 import pytest
 from mindspore import nn, ops
 
-from msvision.config import parse_config
-from msvision.optim import create_optimizer
-from msvision.schedule import lr_schedule, scaled_lr
+from msvision.config.kwargs import lr_scaling_kwargs, optimizer_kwargs, schedule_kwargs, step_kwargs
+from msvision.config.parse import parse_config
+from msvision.optim.factory import create_optimizer
+from msvision.optim.schedule import lr_schedule, scaled_lr
 from msvision.train.step import TrainStep
 from tests.conftest import REPO_ROOT
 from tests.references import in_msvision_names, msvision_twin, random_reference, worst_relative
@@ -72,7 +73,7 @@ def test_every_step_lr_of_each_recipe(recipe, world_size):
     args = parse_config(["--config", os.path.join(REPO_ROOT, recipe)])
     assert args.scheduler in ("warmup_cosine_decay", "polynomial"), "add an independent computation for it"
     steps_per_epoch = 7
-    ours = lr_schedule(args, scaled_lr(args, world_size), steps_per_epoch)
+    ours = lr_schedule(scaled_lr(**lr_scaling_kwargs(args, world_size)), steps_per_epoch, **schedule_kwargs(args))
     expected = [independent_lr(args, world_size, steps_per_epoch, s) for s in range(args.epoch_size * steps_per_epoch)]
     assert len(ours) == len(expected)
     np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-12)
@@ -132,8 +133,9 @@ class MsvisionTrainer:
 
     def __init__(self, net, args, lrs, name, library):
         self.net, self.name, self.library = net, name, library
-        self.optimizer = create_optimizer(args, net.trainable_params(), lrs)
-        self.step = TrainStep(net, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), self.optimizer, args)
+        self.optimizer = create_optimizer(net.trainable_params(), lr=lrs, **optimizer_kwargs(args))
+        self.step = TrainStep(net, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), self.optimizer,
+                              **step_kwargs(args))
         self.slots = {p.name: p for p in self.optimizer.get_parameters()}
         self.slots.update({p.name: p for p in self.step.ema or ()})
         net.set_train(True)
@@ -198,7 +200,7 @@ def compare_steps(torch, torch_reference, recipe, count, mode, with_float32=Fals
     KINK_BOUND)."""
     name, library, steps_per_epoch, seed = RECIPES[recipe]
     args = recipe_args(recipe, name)
-    lrs = lr_schedule(args, scaled_lr(args, 1), steps_per_epoch)[:count]
+    lrs = lr_schedule(scaled_lr(**lr_scaling_kwargs(args, 1)), steps_per_epoch, **schedule_kwargs(args))[:count]
     reference = random_reference(torch_reference, library, name, num_classes=CLASSES, seed=seed, dropout=0.0)
     rng = np.random.default_rng(seed)
     batches = [(rng.standard_normal((BATCH, 3, SIZE, SIZE)).astype(np.float32), rng.integers(0, CLASSES, BATCH))
@@ -279,7 +281,7 @@ def test_optimizer_update_equals_torch_sgd(torch_reference, opt, nesterov, decay
     rng = np.random.default_rng(0)
     values = {"conv.weight": rng.standard_normal((2, 3)), "bn.gamma": rng.standard_normal(3)}
     params = [ms.Parameter(ms.Tensor(v.astype(np.float32)), name=k) for k, v in values.items()]
-    optimizer = create_optimizer(args, params, np.array([0.5, 0.3, 0.2], np.float32))
+    optimizer = create_optimizer(params, lr=np.array([0.5, 0.3, 0.2], np.float32), **optimizer_kwargs(args))
     twins = [torch.nn.Parameter(torch.tensor(v)) for v in values.values()]
     groups = [{"params": [t], "weight_decay": 0.1 if decay_filter == "disable" or t.ndim > 1 else 0.0}
               for t in twins]
@@ -331,7 +333,7 @@ def test_new_optimizers_step_equals_their_reference(torch_reference, name, decay
               "bn.gamma": 1 + 0.1 * rng.standard_normal(4), "fc.bias": 0.1 * rng.standard_normal(5)}
     lrs = np.array([0.02, 0.05, 0.1, 0.08, 0.05, 0.01], np.float32) * (20 if name.startswith("lars") else 1)
     params = [ms.Parameter(ms.Tensor(v.astype(np.float32)), name=k) for k, v in values.items()]
-    optimizer = create_optimizer(args, params, lrs)
+    optimizer = create_optimizer(params, lr=lrs, **optimizer_kwargs(args))
     state = {p.name: p for p in optimizer.get_parameters()}
     twins = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in values.items()}
     groups = [{"params": [t], "weight_decay": 0.05 if decay_filter == "disable" or t.ndim > 1 else 0.0}
@@ -372,7 +374,7 @@ def test_adamw_is_adamweightdecay_written_out():
               "fc.bias": 0.1 * rng.standard_normal(5)}
     lrs = np.array([0.02, 0.05, 0.1, 0.08, 0.05, 0.01], np.float32)
     params = [ms.Parameter(ms.Tensor(v.astype(np.float32)), name=k) for k, v in values.items()]
-    optimizer = create_optimizer(args, params, lrs)
+    optimizer = create_optimizer(params, lr=lrs, **optimizer_kwargs(args))
     expected = {k: v.astype(np.float32).astype(np.float64) for k, v in values.items()}
     m = {k: np.zeros_like(v) for k, v in expected.items()}
     s = {k: np.zeros_like(v) for k, v in expected.items()}
@@ -407,8 +409,8 @@ def test_clipping_bounds_the_global_norm():
         norm = np.sqrt(sum((g ** 2).sum() for g in grads))
         args = parse_config(["--clip_grad", str(clip).lower(), "--clip_value", "0.5", "--opt", "sgd", "--momentum",
                              "0", "--weight_decay", "0"])
-        optimizer = create_optimizer(args, net.trainable_params(), np.ones(2, np.float32))
-        TrainStep(net, loss_fn, optimizer, args)(images, labels, ms.Tensor(True))
+        optimizer = create_optimizer(net.trainable_params(), lr=np.ones(2, np.float32), **optimizer_kwargs(args))
+        TrainStep(net, loss_fn, optimizer, **step_kwargs(args))(images, labels, ms.Tensor(True))
         moved = [s - p.asnumpy() for s, p in zip(start, net.trainable_params())]
         factor = 0.5 / norm if clip else 1.0
         error = max(np.abs(m - factor * g).max() / np.abs(factor * g).max() for m, g in zip(moved, grads))

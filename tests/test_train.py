@@ -10,17 +10,17 @@ import mindspore as ms
 import pytest
 
 import msvision
-from msvision.checkpoint import CONFIG_KEY, read_checkpoint
-from msvision.config import config_from_text
+from msvision.weights.io import CONFIG_KEY, read_checkpoint
+from msvision.config.parse import config_from_text
 from msvision.train.records import read_summary
+from tests.conftest import tiny_run
 from tests.conftest import (REPO_ROOT, checkpoint_arrays, error_line, eval_inputs, latest_checkpoint, latest_state,
                             max_relative, run_cli, run_msrun, split_files)
 
 # vgg11 has no BatchNorm, so one process at batch 16 and two at batch 8 compute the same gradient.
-EXACT = ["--model", "vgg11", "--num_classes", "4", "--image_resize", "32", "--scale", "1", "1", "--ratio", "1",
-         "1", "--hflip", "0", "--crop_pct", "1", "--drop_rate", "0", "--epoch_size", "1", "--lr", "0.01",
-         "--lr_base_batch_size", "16", "--val_while_train", "false", "--num_parallel_workers", "1",
-         "--log_interval", "1", "--weight_decay", "0", "--scheduler", "constant", "--keep_checkpoint_max", "1"]
+EXACT = tiny_run(model="vgg11", batch_size=None, scale=(1, 1), ratio=(1, 1), hflip=0, crop_pct=1, drop_rate=0,
+                 epoch_size=1, lr=0.01, lr_base_batch_size=16, val_while_train=False, log_interval=1, weight_decay=0,
+                 scheduler="constant", keep_checkpoint_max=1)
 
 
 def final_weights(save_dir):
@@ -176,8 +176,7 @@ def test_launcher_prints_the_full_msrun_command_for_two_nodes(tmp_path):
     assert error_line(bad) == "error: NODES must be >= 1 and NODE_RANK in [0, NODES), got NODES=2 NODE_RANK=2"
 
 
-FIXED_DATA = ["--model", "ese_vovnet19b_slim_dw", "--num_classes", "4", "--image_resize", "32", "--scale", "1", "1",
-              "--ratio", "1", "1", "--hflip", "0", "--batch_size", "32", "--lr", "0.05", "--num_parallel_workers", "1"]
+FIXED_DATA = tiny_run(scale=(1, 1), ratio=(1, 1), hflip=0, batch_size=32, lr=0.05)
 STEADY = FIXED_DATA + ["--ema", "--ema_decay", "0.5", "--keep_checkpoint_max", "10"]
 
 
@@ -194,8 +193,9 @@ def eval_loss(weights, paths, labels):
 @pytest.mark.slow
 def test_save_and_val_intervals_resume_path_and_validate_ema(tmp_path, image_folder):
     """ckpt_save_interval 2 and val_interval 2 over 4 epochs: checkpoints and validation rows at epochs 2 and 4 only;
-    --resume PATH from the epoch-2 file (not the newest) ends equal to the run's own epoch 4; validate.py --ema
-    reports the loss of the checkpoint's ema.* weights, computed here by hand, and without --ema the model's."""
+    --resume PATH from the epoch-2 file (not the newest) ends equal to the run's own epoch 4; validate.py
+    --ema_weights reports the loss of the checkpoint's ema.* weights, computed here by hand, and without it the
+    model's; the old spelling --ema still does, with a one-line deprecation note."""
     run = tmp_path / "run"
     run_cli(["train.py", "--data_dir", image_folder, "--epoch_size", "4", "--ckpt_save_interval", "2",
              "--val_interval", "2", "--ckpt_save_dir", run] + STEADY)
@@ -215,11 +215,15 @@ def test_save_and_val_intervals_resume_path_and_validate_ema(tmp_path, image_fol
     ema = {k[len("ema."):]: v for k, v in final.items() if k.startswith("ema.")}
     model = {k: final[k] for k in ema}
     reports = {}
-    for flag in ([], ["--ema"]):
-        name = tmp_path / f"report{len(flag)}.json"
-        run_cli(["validate.py", "--ckpt_path", latest_checkpoint(run), "--crop_pct", "1", "--interpolation",
-                 "bilinear", "--output", name] + flag)
-        reports[bool(flag)] = json.loads(name.read_text())["loss"]
+    for flag in ([], ["--ema_weights"], ["--ema"]):
+        name = tmp_path / f"report{flag}.json"
+        done = run_cli(["validate.py", "--ckpt_path", latest_checkpoint(run), "--crop_pct", "1", "--interpolation",
+                        "bilinear", "--output", name] + flag)
+        reports[tuple(flag)] = json.loads(name.read_text())["loss"]
+        assert ("validate.py --ema is deprecated: it is --ema_weights" in done.stdout + done.stderr) == \
+            (flag == ["--ema"])
+    assert reports[("--ema",)] == reports[("--ema_weights",)]
+    reports = {False: reports[()], True: reports[("--ema_weights",)]}
     by_hand = {False: eval_loss(model, paths, labels), True: eval_loss(ema, paths, labels)}
     print(f"validate.py loss {reports}, by hand {by_hand}")
     assert abs(by_hand[True] - by_hand[False]) > 1e-4  # the EMA weights are another model (5e-4 measured)

@@ -11,16 +11,16 @@ import mindspore as ms
 import pytest
 
 import msvision
-from msvision.checkpoint import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY
-from msvision.config import dump_config, parse_config
-from msvision.convert.convert import convert_state_dict
+from msvision.weights.io import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY
+from msvision.config.parse import dump_config, parse_config
+from tests.references import msvision_twin
+from tests.conftest import linked_copy, tiny_run
 from tests.conftest import (error_line, eval_inputs, make_image_folder, relative_difference, run_cli, run_msrun,
                             split_files)
 
 MODEL = "ese_vovnet19b_slim_dw"
 CLASSES = [f"class_{i}" for i in range(4)]
-SMALL = ["--model", MODEL, "--num_classes", "4", "--image_resize", "32", "--crop_pct", "1", "--interpolation",
-         "bilinear"]
+SMALL = tiny_run(batch_size=None, num_parallel_workers=None, crop_pct=1, interpolation="bilinear")
 
 
 def labelled_folder(root):
@@ -77,7 +77,7 @@ def classifier(tmp_path_factory, torch_reference):
     model = timm.create_model(MODEL, num_classes=4).eval()
     margin = nearest_mean_head(torch, model, reference_inputs(torch, paths), torch.tensor(labels))
     assert margin >= 0.01  # measured 0.24
-    net = convert_state_dict(MODEL, {k: v.detach().numpy() for k, v in model.state_dict().items()}, "timm")
+    net = msvision_twin(MODEL, "timm", model)
     args = parse_config(SMALL + ["--data_dir", str(data_dir)])
     path = str(folder / "model.ckpt")
     ms.save_checkpoint(net, path, append_dict={CONFIG_KEY: dump_config(args),
@@ -181,7 +181,7 @@ def test_a_split_with_some_of_the_classes_is_evaluated_by_name(tmp_path, classif
     torch = torch_reference[0]
     path, model, data_dir = classifier
     subset = tmp_path / "subset"
-    shutil.copytree(os.path.join(data_dir, "val"), subset / "val")
+    linked_copy(os.path.join(data_dir, "val"), subset / "val")
     shutil.rmtree(subset / "val" / "class_1")
     ref = reference_figures(torch, model, subset, "val")
     output = tmp_path / "subset.json"
@@ -204,7 +204,7 @@ def test_a_split_with_some_of_the_classes_is_evaluated_by_name(tmp_path, classif
 
 
 def test_class_metrics_by_hand():
-    from msvision.evaluate import class_metrics
+    from msvision.eval.metrics import class_metrics
 
     # true 0: predicted 0, 0, 1; true 1: 1, 1; true 2: 0; true 3: no images
     confusion = np.array([[2, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])

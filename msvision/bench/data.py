@@ -15,13 +15,14 @@ import numpy as np
 
 from msvision.bench.common import tagged_result, worker_command
 
+# name -> train_loader's options (dataset: open_split's; image_resize: the preprocessing's)
 PIPELINES = {
-    "default (crop, flip)": [],
-    "randaug-m9-n2": ["--auto_augment", "randaug-m9-n2"],
-    "autoaug": ["--auto_augment", "autoaug"],
-    "mixup+cutmix": ["--mixup", "0.8", "--cutmix", "1.0"],
-    "cifar (4 px shift, flip, cutmix)": ["--dataset", "cifar10", "--crop_padding", "4", "--cutmix", "1.0",
-                                         "--image_resize", "32"],
+    "default (crop, flip)": {},
+    "randaug-m9-n2": {"auto_augment": "randaug-m9-n2"},
+    "autoaug": {"auto_augment": "autoaug"},
+    "mixup+cutmix": {"mixing": {"mixup": 0.8, "cutmix": 1.0}},
+    "cifar (4 px shift, flip, cutmix)": {"dataset": "cifar10", "crop_padding": 4, "mixing": {"cutmix": 1.0},
+                                         "image_resize": 32},
 }
 
 
@@ -51,17 +52,21 @@ def make_data(root, images):
 def measure(spec):
     """In a worker process: img/s of one pipeline over two epochs after its first batch."""
     import msvision  # noqa: F401
-    from msvision.config import parse_config
     from msvision.data.dataset import open_split
-    from msvision.data.transforms import eval_loader, train_loader
+    from msvision.data.loaders import eval_loader, train_loader
 
-    argv = ["--model", spec["model"], "--num_parallel_workers", str(spec["workers"]), "--batch_size", "32",
-            "--num_classes", "10" if "cifar10" in spec["options"] else "4", "--drop_remainder", "false",
-            "--image_resize", str(spec["image_size"]), "--data_dir", spec["root"], "--exact_resume",
-            str(spec["exact"]).lower()] + spec["options"]
-    args = parse_config(argv)
-    split = open_split(args, "train")
-    loader = train_loader(args, split) if spec["training"] else eval_loader(args, split)
+    options = dict(spec["options"])
+    split = open_split("train", dataset=options.pop("dataset", "imagefolder"), data_dir=spec["root"])
+    preprocess = dict(model=spec["model"], image_resize=options.pop("image_resize", spec["image_size"]))
+    common = dict(batch_size=32, num_parallel_workers=spec["workers"])
+    if spec["training"]:
+        mixing = options.pop("mixing", None)
+        if mixing:
+            mixing = dict(mixing, num_classes=10 if split.kind == "pixels" else 4)
+        loader = train_loader(split, preprocess, drop_remainder=False, exact_resume=spec["exact"], mixing=mixing,
+                              **common, **options)
+    else:
+        loader = eval_loader(split, preprocess, **common)
     iterator = loader.create_tuple_iterator(num_epochs=3)
     next(iter(iterator))
     for _ in iterator:  # the rest of the first epoch: workers are warm afterwards
@@ -77,7 +82,7 @@ def run(opts):
     """The pipeline table; returns its rows."""
     root = make_data(os.path.join(tempfile.gettempdir(), f"msvision-bench-data-{opts.data_images}"), opts.data_images)
     cases = [(name, options, exact, True) for name, options in PIPELINES.items() for exact in (True, False)]
-    cases.append(("eval (resize, centre crop)", [], True, False))
+    cases.append(("eval (resize, centre crop)", {}, True, False))
     samples = {}
     for _ in range(opts.rounds):
         for name, options, exact, training in cases:

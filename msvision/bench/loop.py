@@ -17,16 +17,14 @@ def measure(model, batch_size, image_size, steps, rounds=4):
     from mindspore import nn
 
     import msvision
-    from msvision.config import parse_config
     from msvision.optim import create_optimizer
-    from msvision.schedule import lr_schedule
+    from msvision.optim.schedule import lr_schedule
     from msvision.train.step import TrainStep
 
     ms.set_context(mode=ms.GRAPH_MODE, jit_config={"jit_level": "O0"})
-    args = parse_config(["--model", model, "--num_classes", "10", "--batch_size", str(batch_size)])
     net = msvision.create_model(model, num_classes=10)
-    optimizer = create_optimizer(args, net.trainable_params(), lr_schedule(args, 0.01, 10 ** 6))
-    step = TrainStep(net, nn.CrossEntropyLoss(), optimizer, args)
+    optimizer = create_optimizer(net, lr=lr_schedule(0.01, 10 ** 6, epoch_size=1))
+    step = TrainStep(net, nn.CrossEntropyLoss(), optimizer)
     rng = np.random.default_rng(0)
     images = ms.Tensor(rng.standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32))
     labels = ms.Tensor(rng.integers(0, 10, batch_size).astype(np.int32))

@@ -44,9 +44,8 @@ def measure(split, cache):
     """Run in a fresh process: the timings of one split (seconds) and the process's peak RSS (MB)."""
     os.environ["MSVISION_CACHE"] = cache
     import msvision  # noqa: F401
-    from msvision.config import parse_config
     from msvision.data.index import split_index
-    from msvision.data.transforms import train_loader
+    from msvision.data.loaders import train_loader
 
     classes = sorted(e.name for e in os.scandir(split) if e.is_dir())
     start = time.perf_counter()
@@ -55,10 +54,9 @@ def measure(split, cache):
     start = time.perf_counter()
     index = split_index(split, classes)
     rerun = time.perf_counter() - start
-    args = parse_config(["--model", "vgg11", "--num_classes", str(len(classes)), "--image_resize", "32",
-                         "--batch_size", "64", "--num_parallel_workers", "2", "--hflip", "0"])
     start = time.perf_counter()
-    loader = train_loader(args, index, limit=64 * 4)  # 4 batches per epoch: the start-up is what is timed
+    loader = train_loader(index, dict(model="vgg11", image_resize=32), batch_size=64, num_parallel_workers=2,
+                          hflip=0.0, limit=64 * 4)  # 4 batches per epoch: the start-up is what is timed
     iterator = loader.create_tuple_iterator(num_epochs=2)
     build = time.perf_counter() - start
     start = time.perf_counter()

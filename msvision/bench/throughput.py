@@ -15,9 +15,8 @@ def worker_msvision(opts, library="msvision"):
     from mindspore import nn
 
     import msvision  # noqa: F401  (CPU speed setting unless the environment already chose)
-    from msvision.config import parse_config
     from msvision.models.complexity import count_macs, count_params
-    from msvision.optim import create_optimizer
+    from msvision.optim.factory import create_optimizer
     from msvision.train.step import TrainStep
 
     ms.set_device("CPU")
@@ -39,9 +38,8 @@ def worker_msvision(opts, library="msvision"):
         train_step = nn.TrainOneStepCell(nn.WithLossCell(net, nn.CrossEntropyLoss()), optimizer)
         step_fn = lambda: train_step(images, labels).asnumpy()  # noqa: E731
     else:
-        args = parse_config(["--model", opts.model, "--opt", "momentum", "--momentum", "0.9", "--weight_decay", "0"])
-        optimizer = create_optimizer(args, net.trainable_params(), np.full(10_000, 0.001, np.float32))
-        train_step = TrainStep(net, nn.CrossEntropyLoss(), optimizer, args)
+        optimizer = create_optimizer(net, "momentum", lr=0.001, momentum=0.9, weight_decay=0.0)
+        train_step = TrainStep(net, nn.CrossEntropyLoss(), optimizer)
         step_fn = lambda: train_step(images, labels)[0].asnumpy()  # noqa: E731
     net.set_train(True)
     first, per_step = timed(step_fn, opts.warmup, opts.steps)

@@ -8,6 +8,7 @@ sample's augmentation depends on nothing else (not the worker, not how many samp
 timm: crop (random resized, or a padded random crop), flips, auto augment or colour jitter, then (deterministic, in
 the pipeline's C++ threads) normalise, then cutout and random erasing.
 """
+import inspect
 import math
 import random
 
@@ -143,33 +144,35 @@ class RandomErasing:
         return image
 
 
-def train_ops(args, pre, kind):
+def train_ops(pre, kind, scale=(0.08, 1.0), ratio=(0.75, 1.333), crop_padding=0, hflip=0.5, vflip=0.0,
+              auto_augment=None, color_jitter=None, cutout_length=0, cutout_count=1, re_prob=0.0,
+              re_scale=(0.02, 0.3333), re_ratio=(0.3, 3.3333), re_value="0", re_count=1):
     """The keyed training chain as (before, after): `before` maps the item (file bytes for kind 'encoded', HWC uint8
     pixels for 'pixels') to an HWC uint8 image; then the pipeline normalises (C++, deterministic); `after` holds the
     random ops on the normalised CHW image (cutout, random erasing), empty when they are off."""
     size, interpolation = pre["size"], INTERPOLATION[pre["interpolation"]]
     before = []
-    if args.crop_padding:
+    if crop_padding:
         if kind == "encoded":
             before.append(Fixed(V.Decode()))
-        before += [Fixed(V.Resize((size, size), interpolation)), Seeded(V.RandomCrop(size, padding=args.crop_padding))]
+        before += [Fixed(V.Resize((size, size), interpolation)), Seeded(V.RandomCrop(size, padding=crop_padding))]
     elif kind == "encoded":
-        before.append(Seeded(V.RandomCropDecodeResize(size, tuple(args.scale), tuple(args.ratio), interpolation)))
+        before.append(Seeded(V.RandomCropDecodeResize(size, tuple(scale), tuple(ratio), interpolation)))
     else:
-        before.append(Seeded(V.RandomResizedCrop(size, tuple(args.scale), tuple(args.ratio), interpolation)))
-    if args.hflip > 0:
-        before.append(Seeded(V.RandomHorizontalFlip(args.hflip)))
-    if args.vflip > 0:
-        before.append(Seeded(V.RandomVerticalFlip(args.vflip)))
-    if args.auto_augment:
-        before.append(parse_auto_augment(args.auto_augment))
-    elif args.color_jitter:
-        before.append(Seeded(V.RandomColorAdjust(args.color_jitter, args.color_jitter, args.color_jitter)))
+        before.append(Seeded(V.RandomResizedCrop(size, tuple(scale), tuple(ratio), interpolation)))
+    if hflip > 0:
+        before.append(Seeded(V.RandomHorizontalFlip(hflip)))
+    if vflip > 0:
+        before.append(Seeded(V.RandomVerticalFlip(vflip)))
+    if auto_augment:
+        before.append(parse_auto_augment(auto_augment))
+    elif color_jitter:
+        before.append(Seeded(V.RandomColorAdjust(color_jitter, color_jitter, color_jitter)))
     after = []
-    if args.cutout_length:
-        after.append(Seeded(V.CutOut(args.cutout_length, args.cutout_count, is_hwc=False)))
-    if args.re_prob > 0:
-        after.append(RandomErasing(args.re_prob, args.re_scale, args.re_ratio, args.re_value, args.re_count))
+    if cutout_length:
+        after.append(Seeded(V.CutOut(cutout_length, cutout_count, is_hwc=False)))
+    if re_prob > 0:
+        after.append(RandomErasing(re_prob, re_scale, re_ratio, re_value, re_count))
     return before, after
 
 
@@ -208,20 +211,26 @@ class AugmentNormalised(KeyedChain):
         return self.run(image, sample_id), sample_id
 
 
-def check_augment_options(args, image_size):
-    """Combinations the option table cannot check, as one-line MsvisionErrors (before anything is written)."""
-    if args.auto_augment:
-        parse_auto_augment(args.auto_augment)
-        if args.color_jitter:
+AUGMENT_DEFAULTS = {name: p.default for name, p in inspect.signature(train_ops).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+
+
+def check_augment_options(image_size, epoch_size, mixup_off_epoch=0, **augment):
+    """Combinations the option table cannot check, as one-line MsvisionErrors (before anything is written);
+    augment: train_ops' options."""
+    augment = dict(AUGMENT_DEFAULTS, **augment)
+    if augment["auto_augment"]:
+        parse_auto_augment(augment["auto_augment"])
+        if augment["color_jitter"]:
             raise MsvisionError("color_jitter is not applied together with auto_augment (MindCV and timm leave it out "
                                 "too): remove color_jitter, or auto_augment")
     for name in ("scale", "ratio", "re_scale", "re_ratio"):
-        value = getattr(args, name)
+        value = augment[name]
         if len(value) != 2 or value[0] > value[1]:
             raise MsvisionError(f"option '{name}' must be two numbers, low then high, got {value}")
-    if args.cutout_length > image_size:
-        raise MsvisionError(f"cutout_length {args.cutout_length} is larger than the {image_size} px image: use at most "
-                            f"{image_size}")
-    if args.mixup_off_epoch > args.epoch_size:
-        raise MsvisionError(f"mixup_off_epoch {args.mixup_off_epoch} is beyond epoch_size {args.epoch_size}: use 0 "
-                            f"(never off) or an epoch up to {args.epoch_size}")
+    if augment["cutout_length"] > image_size:
+        raise MsvisionError(f"cutout_length {augment['cutout_length']} is larger than the {image_size} px image: "
+                            f"use at most {image_size}")
+    if mixup_off_epoch > epoch_size:
+        raise MsvisionError(f"mixup_off_epoch {mixup_off_epoch} is beyond epoch_size {epoch_size}: use 0 (never "
+                            f"off) or an epoch up to {epoch_size}")

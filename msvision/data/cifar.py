@@ -21,8 +21,7 @@ PIXELS = 32 * 32 * 3
 
 
 class CifarSplit:
-    """One CIFAR split held in memory: images (N, 32, 32, 3) uint8 and labels, with the split interface of
-    SplitIndex (root, classes, num_items, labels(), class_counts(), describe(), reader())."""
+    """One CIFAR split held in memory: images (N, 32, 32, 3) uint8 and labels (implements data.split.Split)."""
 
     kind = "pixels"
     meta = {"skipped": 0}  # nothing is skipped in an archive
@@ -36,9 +35,6 @@ class CifarSplit:
 
     def labels(self):
         return self._labels
-
-    def class_counts(self):
-        return np.bincount(self._labels, minlength=len(self.classes))
 
     def describe(self):
         return (f"{self.root}: {self.num_items} images in {len(self.classes)} classes (CIFAR records of "

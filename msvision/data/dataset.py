@@ -31,20 +31,20 @@ def batches(iterator, root):
                             f"looked complete); find it with PIL, remove or replace it") from None
 
 
-def open_split(args, split):
-    """A split of the configured dataset: a checked folder index (SplitIndex) or CIFAR records (CifarSplit)."""
-    if args.dataset in ("cifar10", "cifar100"):
-        return open_cifar(args.data_dir, args.dataset, split == args.train_split)
-    if args.dataset == "demo":
-        data_dir = prepare_demo(args.data_dir)
+def open_split(split, dataset="imagefolder", data_dir=None, train_split="train", val_split="val"):
+    """The split `split` (a sub-folder name) of a dataset: a checked folder index (SplitIndex) or CIFAR records
+    (CifarSplit, the training records for split == train_split)."""
+    if dataset in ("cifar10", "cifar100"):
+        return open_cifar(data_dir, dataset, split == train_split)
+    if dataset == "demo":
+        data_dir = prepare_demo(data_dir)
     else:
-        data_dir = args.data_dir
         if not data_dir:
             raise MsvisionError("data_dir is not set: pass --data_dir DIR holding train/ and val/ class folders "
                                 "(or --dataset demo)")
         if not os.path.isdir(data_dir):
             raise MsvisionError(f"data_dir not found: '{data_dir}' (expected a folder with "
-                                f"{args.train_split}/ and {args.val_split}/ class folders)")
+                                f"{train_split}/ and {val_split}/ class folders)")
     root = os.path.join(data_dir, split)
     if not os.path.isdir(root):
         raise MsvisionError(f"split folder missing: '{root}' (data_dir must hold {split}/ with one folder per class)")

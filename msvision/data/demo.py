@@ -10,13 +10,10 @@ import tempfile
 import numpy as np
 from PIL import Image
 
+from msvision.files import cache_folder
+
 DIGITS_FILE = os.path.join(os.path.dirname(__file__), "digits.npz")
 IMAGE_SIZE = 32  # the 8x8 originals are upsampled so that 32 px models see a real image
-
-
-def default_cache_dir():
-    base = os.environ.get("MSVISION_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "msvision")
-    return os.path.join(base, "demo_digits")
 
 
 def longtail_counts(num_classes=10, head=150, tail=3):
@@ -52,7 +49,7 @@ def _write_digits(images, chosen, folder):
 
 def prepare_demo(cache_dir=None):
     """Write the demo JPEG folders once (atomically: temp dir, then rename) and return their root."""
-    root = cache_dir or default_cache_dir()
+    root = cache_dir or os.path.join(cache_folder(), "demo_digits")
     if os.path.isdir(os.path.join(root, "val")):
         return root
     data = np.load(DIGITS_FILE)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from msvision.errors import MsvisionError
-from msvision.files import atomic_path, wait_for_lock, write_text
+from msvision.files import atomic_path, cache_folder, wait_for_lock, write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
 INDEX_VERSION = 1
@@ -42,6 +42,7 @@ class UnreadableImages(MsvisionError):
 
 
 class SplitIndex(NamedTuple):
+    """A class-folder split read through its index (implements data.split.Split)."""
     root: str
     classes: list
     files: str  # the .npz of relative paths and labels
@@ -58,10 +59,6 @@ class SplitIndex(NamedTuple):
             return arrays["labels"]
 
     kind = "encoded"  # items are encoded image files (CIFAR splits hold pixels)
-
-    def class_counts(self):
-        """Images per class folder (index = label)."""
-        return np.bincount(self.labels(), minlength=len(self.classes))
 
     def describe(self):
         return (f"{self.root}: {self.num_items} images in {len(self.classes)} classes (index {self.how}: "
@@ -90,10 +87,6 @@ def log_index(split):
     if split.meta["skipped"]:
         LOG.warning("%s: skipped %d files without an image extension (e.g. %s)", split.root, split.meta["skipped"],
                     split.meta["skipped_example"])
-
-
-def cache_dir():
-    return os.path.expanduser(os.environ.get("MSVISION_CACHE") or "~/.cache/msvision")
 
 
 def inspect_image(path):
@@ -196,13 +189,13 @@ def index_base(root):
     """The cache path of a split's index files, without extension."""
     root = os.path.abspath(root)
     key = hashlib.sha1(root.encode()).hexdigest()[:16]
-    return os.path.join(cache_dir(), f"{os.path.basename(root)}-{key}")
+    return os.path.join(cache_folder(), f"{os.path.basename(root)}-{key}")
 
 
 def split_index(root, classes):
     """The checked file index of a split folder, from the cache when the folder is unchanged."""
     root = os.path.abspath(root)
-    folder = cache_dir()
+    folder = cache_folder()
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as err:

@@ -16,10 +16,10 @@ from msvision.data.index import UnreadableImages
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
 
-def _records(args, split):
+def _records(data_dir, split):
     """(root, classes, [(relative path, label)], refused [(path, why)], skipped count, skipped example, how)."""
     try:
-        index = open_split(args, split)
+        index = open_split(split, data_dir=data_dir)
     except UnreadableImages as err:
         rows = [(rel, label) for rel, label, _, _ in err.records]
         example = err.others[0] if err.others else None
@@ -37,10 +37,10 @@ def _header(path):
         return "unparsable", (0, 0)
 
 
-def split_report(args, split, input_size=None):
+def split_report(data_dir, split, input_size=None):
     """The figures of one split (see the module docstring); classes maps each class folder to its image count."""
     started = time.perf_counter()
-    root, classes, rows, refused, skipped, example, how = _records(args, split)
+    root, classes, rows, refused, skipped, example, how = _records(data_dir, split)
     counts = np.bincount([label for _, label in rows], minlength=len(classes))
     headers = [_header(f"{root}/{rel}") for rel, _ in rows]
     widths = np.array([size[0] for _, size in headers])
@@ -66,12 +66,12 @@ def split_report(args, split, input_size=None):
                 seconds=round(time.perf_counter() - started, 2)), widths, heights
 
 
-def dataset_report(args, splits, input_size=None):
+def dataset_report(data_dir, splits, input_size=None):
     """{"classes": {split: {name: count}}, "splits": {split: figures}, "only_in": {split: [names]}} plus the
     widths and heights per split (for the plot)."""
-    report, spreads = dict(data_dir=args.data_dir, classes={}, splits={}, only_in={}), {}
+    report, spreads = dict(data_dir=data_dir, classes={}, splits={}, only_in={}), {}
     for split in splits:
-        figures, widths, heights = split_report(args, split, input_size)
+        figures, widths, heights = split_report(data_dir, split, input_size)
         report["classes"][split] = figures.pop("classes")
         report["splits"][split] = figures
         spreads[split] = (widths, heights)

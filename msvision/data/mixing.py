@@ -14,10 +14,12 @@ import numpy as np
 class BatchMixing:
     """(images NCHW, labels, sample ids) -> (mixed images, mixed one-hot targets float32)."""
 
-    def __init__(self, args, ids):
-        self.mixup, self.cutmix = args.mixup, args.cutmix
-        self.prob, self.switch_prob, self.off_epoch = args.mixup_prob, args.mixup_switch_prob, args.mixup_off_epoch
-        self.num_classes, self.seed, self.ids = args.num_classes, args.seed, ids
+    def __init__(self, ids, num_classes, seed, mixup=0.0, cutmix=0.0, prob=1.0, switch_prob=0.5, off_epoch=0):
+        """ids: the epoch order's sample ids (the keys); mixup, cutmix: Beta alphas (0 = off); prob, switch_prob,
+        off_epoch: timm's mixup_prob, switch_prob and the epoch from which no batch is mixed (0 = never off)."""
+        self.mixup, self.cutmix = mixup, cutmix
+        self.prob, self.switch_prob, self.off_epoch = prob, switch_prob, off_epoch
+        self.num_classes, self.seed, self.ids = num_classes, seed, ids
 
     def params(self, rng):
         """(lam, use_cutmix) for one batch, drawn in timm's order."""

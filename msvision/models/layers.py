@@ -66,8 +66,8 @@ class KeyedDropPath(nn.Cell):
 
 class Mish(nn.Cell):
     """x tanh(softplus(x)) written as x n / (n + 2) with n = e^x (e^x + 2), and x itself above 20 (where the two
-    agree in float32). MindSpore 2.10's CPU Mish returns NaN from x = 50 on, and its CPU tanh is 1e-4 off near 0
-    (vovnet39a logits 6.0e-7 from float64 with this form, 8.9e-5 with tanh(softplus); PyTorch float32 1.8e-6)."""
+    agree in float32). MindSpore 2.10's CPU Mish returns NaN for large inputs and its CPU tanh is inexact near 0
+    (the README's act_layer notes give the measured parity)."""
 
     def construct(self, x):
         e = ops.exp(ops.minimum(x, 20.0))
@@ -84,6 +84,21 @@ def name_random_layers(net):
         if hasattr(cell, "salt"):
             cell.salt = zlib.crc32(name.encode())
     return net
+
+
+def replace_cell(net, path, cell):
+    """Put `cell` at the dotted `path` inside net (e.g. "head.fc" or "classifier.6"), its parameters named by their
+    full path (MindSpore names a cell set on a child by the child's attribute name alone)."""
+    parent_path, _, attr = path.rpartition(".")
+    parent = net
+    for part in parent_path.split(".") if parent_path else ():
+        parent = parent[int(part)] if part.isdigit() else getattr(parent, part)
+    if attr.isdigit():
+        parent[int(attr)] = cell
+    else:
+        setattr(parent, attr, cell)
+    cell.update_parameters_name(path + ".")
+    return cell
 
 
 def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, bias=False):
@@ -157,9 +172,9 @@ class MaxPool3x3s2(nn.Cell):
     """3x3 stride-2 max-pool: padded by 1 (1e100, torch padding=1) or unpadded with ceil mode (timm).
 
     Written as padding by concatenation and a valid pool: it exports to ONNX (MindSpore's padded MaxPool2d becomes
-    MaxPool3DWithArgmax, which the ONNX exporter lacks) and, forward + backward on 8x256x56x56 in GRAPH mode, takes
-    140 ms vs 260 ms with the Pad op (the built-in padded pool: 78 ms). After ReLU (non-negative outputs) zero
-    padding equals the usual -inf padding; after Mish or SiLU, which go below zero, the padding is -inf.
+    MaxPool3DWithArgmax, which the ONNX exporter lacks) and its gradient is faster than the Pad op's. After ReLU
+    (non-negative outputs) zero padding equals the usual -inf padding; after Mish or SiLU, which go below zero, the
+    padding is -inf.
     """
 
     def __init__(self, padded, pad_value=0.0):

@@ -4,25 +4,32 @@ import logging
 import os
 import time
 
+import numpy as np
 import mindspore as ms
 
 from msvision import device
-from msvision.checkpoint import CONFIG_KEY, CheckpointManager, read_checkpoint
-from msvision.config import config_dict, config_from_text, dump_config, parse_config
+from msvision.config.kwargs import (augment_check_kwargs, device_kwargs, eval_loader_kwargs, loss_kwargs,
+                                    lr_scaling_kwargs, model_check_kwargs, model_kwargs, optimizer_kwargs,
+                                    preprocessing_kwargs, schedule_kwargs, split_kwargs, step_kwargs,
+                                    train_loader_kwargs)
+from msvision.config.parse import config_dict, config_from_text, dump_config, parse_config
+from msvision.data.augment import check_augment_options
 from msvision.data.dataset import batches, open_split
 from msvision.data.index import log_index
-from msvision.data.augment import check_augment_options
-from msvision.data.transforms import preprocessing, train_loader
+from msvision.data.loaders import preprocessing, train_loader
+from msvision.data.split import class_counts
 from msvision.errors import MsvisionError
+from msvision.eval.metrics import evaluate
 from msvision.files import write_text
-from msvision.evaluate import evaluate
 from msvision.models import get_pretrained_cfg
-from msvision.optim import create_optimizer
-from msvision.schedule import global_batch_size, lr_schedule, scaled_lr
-from msvision.train.finetune import build_model, check_model_options, describe
+from msvision.optim.factory import create_optimizer
+from msvision.optim.schedule import global_batch_size, lr_schedule, scaled_lr
+from msvision.train.model import build_model, check_model_options, describe
+from msvision.weights.io import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY, read_checkpoint
+from msvision.weights.manager import CheckpointManager
 from msvision.train.loss import build_loss
 from msvision.train.progress import Progress, setup_logging
-from msvision.train.state import RunState, check_writable
+from msvision.train.state import EpochShape, RunState, check_writable
 from msvision.train.step import TrainStep, sink_on_device
 
 LOG = logging.getLogger("msvision")
@@ -43,9 +50,9 @@ class Trainer:
 
     def __init__(self, args):
         self.args = args
-        check_augment_options(args, preprocessing(args)["size"])
-        check_model_options(args)
-        self.execution = device.setup_device(args)  # (device, jit level, why): logged when the run starts
+        check_augment_options(preprocessing(**preprocessing_kwargs(args))["size"], **augment_check_kwargs(args))
+        check_model_options(**model_check_kwargs(args))
+        self.execution = device.setup_device(**device_kwargs(args))  # (device, jit level, why): logged at the start
         self.sink_size = _sink_size(args)
         self.sink, self.sink_why = device.resolve_sink_mode(args.dataset_sink_mode, self.execution[0],
                                                             args.grad_accum_steps)
@@ -54,7 +61,7 @@ class Trainer:
         check_writable(args.ckpt_save_dir)
         setup_logging(args.ckpt_save_dir, self.main)
 
-        self.train_split = open_split(args, args.train_split)
+        self.train_split = open_split(args.train_split, **split_kwargs(args))
         self.classes = self.train_split.classes
         if len(self.classes) != args.num_classes:
             raise MsvisionError(f"num_classes is {args.num_classes} but '{self.train_split.root}' has "
@@ -70,33 +77,39 @@ class Trainer:
                 f"{per_rank} training images per device ({self.num_train} over {self.world} devices): lower batch_size")
         self.batches_per_epoch = self.steps_per_epoch * args.grad_accum_steps
         if args.val_while_train:
-            self.val_split = open_split(args, args.val_split)
+            self.val_split = open_split(args.val_split, **split_kwargs(args))
             if self.val_split.classes != self.classes:
                 raise MsvisionError(f"class folders of '{self.val_split.root}' differ from those of "
                                     f"'{self.train_split.root}'")
 
-        self.peak_lr = scaled_lr(args, self.world)
-        self.lrs = lr_schedule(args, self.peak_lr, self.steps_per_epoch)
+        self.peak_lr = scaled_lr(**lr_scaling_kwargs(args, self.world))
+        self.lrs = lr_schedule(self.peak_lr, self.steps_per_epoch, **schedule_kwargs(args))
         self.resume_from = args.resume and (
             CheckpointManager(args.ckpt_save_dir, args.model, 1, "latest_k").latest() if args.resume == "auto"
             else args.resume)
-        self.net = build_model(args, initial_weights=not self.resume_from)  # a resume brings its own weights
-        self.class_counts = self.train_split.class_counts()
-        loss_fn, self.loss_note = build_loss(args, self.class_counts)
-        self.optimizer = create_optimizer(args, self.net.trainable_params(), self.lrs,
-                                          head_prefix=get_pretrained_cfg(args.model).classifier)
-        self.step = TrainStep(self.net, loss_fn, self.optimizer, args, parallel=self.world > 1, world_size=self.world)
+        self.net = build_model(**model_kwargs(args, initial_weights=not self.resume_from))  # a resume: its own
+        self.class_counts = class_counts(self.train_split)
+        loss_fn, self.loss_note = build_loss(self.class_counts, **loss_kwargs(args))
+        self.optimizer = create_optimizer(self.net, lr=self.lrs, head_prefix=get_pretrained_cfg(args.model).classifier,
+                                          **optimizer_kwargs(args))
+        self.step = TrainStep(self.net, loss_fn, self.optimizer, parallel=self.world > 1, world_size=self.world,
+                              **step_kwargs(args))
         self.ckpts = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
                                        clean_partial=self.main)
         if not args.resume and self.ckpts.entries:
             raise MsvisionError(f"ckpt_save_dir '{args.ckpt_save_dir}' already holds checkpoints of another run: "
                                 f"continue it with --resume auto, or choose another ckpt_save_dir")
-        self.state = RunState(self)
-        self.progress = Progress(self)
+        shape = EpochShape(args.batch_size, self.world, args.grad_accum_steps, self.batches_per_epoch,
+                           args.epoch_size)
+        run_entries = {CONFIG_KEY: dump_config(args), CLASS_NAMES_KEY: "\n".join(self.classes),
+                       CLASS_COUNTS_KEY: ms.Tensor(self.class_counts.astype(np.int32))}
+        self.state = RunState(self.net, self.optimizer, self.step, self.ckpts, shape, self.peak_lr, run_entries,
+                              self.main)
+        self.progress = Progress(self.step, shape, args.ckpt_save_dir, self.main, args.max_nonfinite_steps)
 
     def validate(self):
         with self.step.ema_weights():
-            metrics = evaluate(self.net, self.args, self.val_split, self.rank, self.world)
+            metrics = evaluate(self.net, self.val_split, self.rank, self.world, **eval_loader_kwargs(self.args))
         LOG.info("validation epoch %d%s: top-1 %.2f%%, top-5 %.2f%%, balanced %.2f%%, worst class %.2f%%, loss %.4f "
                  "on %d images", self.state.epoch + 1, " (EMA weights)" if self.step.ema is not None else "",
                  metrics["top1"], metrics["top5"], metrics["balanced_accuracy"], metrics["worst_class_accuracy"],
@@ -121,7 +134,8 @@ class Trainer:
                  counts.max(), counts.max() / counts.min(), f"; {self.loss_note}" if self.loss_note else "")
         LOG.info("lr scaling (%s): lr %.6g at global batch %d -> effective lr %.6g at global batch %d "
                  "(%d per device x %d devices x %d accumulation)", args.lr_scale_rule, args.lr,
-                 args.lr_base_batch_size, self.peak_lr, global_batch_size(args, self.world), args.batch_size,
+                 args.lr_base_batch_size, self.peak_lr, global_batch_size(args.batch_size, self.world,
+                                                                          args.grad_accum_steps), args.batch_size,
                  self.world, args.grad_accum_steps)
 
     def _host_steps(self, epoch_batches, count):
@@ -148,7 +162,7 @@ class Trainer:
             self.progress.log(s.epoch, s.batch_in_epoch, done, args.epoch_size * self.batches_per_epoch, lr)
             since_log = 0
         if save:
-            s.save()
+            s.save(self.progress.epoch_loss())
         return since_log
 
     def _train_epoch(self, epoch_batches, sink_calls):
@@ -181,9 +195,9 @@ class Trainer:
         last_metrics, sink_calls = None, {}
         self.step.seek_random(args.seed, s.epoch * self.batches_per_epoch + s.batch_in_epoch, self.rank)
         if s.epoch < args.epoch_size:  # one pipeline (and one compiled step) for every remaining epoch
-            self.loader = train_loader(args, self.train_split, s.epoch, self.rank, self.world,
-                                       skip=s.batch_in_epoch * args.batch_size,
-                                       limit=self.batches_per_epoch * args.batch_size)
+            self.loader = train_loader(self.train_split, first_epoch=s.epoch, shard_id=self.rank,
+                                       num_shards=self.world, skip=s.batch_in_epoch * args.batch_size,
+                                       limit=self.batches_per_epoch * args.batch_size, **train_loader_kwargs(args))
             iterator = None if self.sink else self.loader.create_tuple_iterator(num_epochs=args.epoch_size - s.epoch)
         while s.epoch < args.epoch_size:
             self.net.set_train(True)
@@ -202,7 +216,7 @@ class Trainer:
             finished_epoch = s.epoch
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
             if (finished_epoch + 1) % args.ckpt_save_interval == 0 or s.epoch == args.epoch_size:
-                s.save(metric)
+                s.save(self.progress.epoch_loss(), metric)
         latest = self.ckpts.latest()
         if self.main:
             LOG.info("training done in %.1f s; checkpoint: %s%s", time.time() - self.progress.started, latest,

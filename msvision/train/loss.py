@@ -60,18 +60,19 @@ class ClassificationLoss(nn.Cell):
         return self.cross_entropy(logits, labels)
 
 
-def build_loss(args, counts):
-    """The loss of a run and a one-line description of its imbalance settings (None when there are none)."""
-    weights = class_weights(counts, args.class_weight, args.class_weight_beta)
-    offsets = logit_offsets(counts, args.logit_adjust_tau)
+def build_loss(counts, label_smoothing=0.0, class_weight="none", class_weight_beta=0.999, logit_adjust_tau=0.0):
+    """The loss of a run (counts: training images per class) and a one-line description of its imbalance settings
+    (None when there are none)."""
+    weights = class_weights(counts, class_weight, class_weight_beta)
+    offsets = logit_offsets(counts, logit_adjust_tau)
     parts = []
     if weights is not None:
-        beta = f" (beta {args.class_weight_beta:g})" if args.class_weight == "effective_number" else ""
-        parts.append(f"class_weight {args.class_weight}{beta}: weights {weights.min():.3g} to {weights.max():.3g} "
+        beta = f" (beta {class_weight_beta:g})" if class_weight == "effective_number" else ""
+        parts.append(f"class_weight {class_weight}{beta}: weights {weights.min():.3g} to {weights.max():.3g} "
                      f"(mean 1; {_listing(weights)})")
     if offsets is not None:
-        parts.append(f"logit_adjust_tau {args.logit_adjust_tau:g}: training logits + {_listing(offsets)}")
-    return ClassificationLoss(args.label_smoothing, weights, offsets), "; ".join(parts) or None
+        parts.append(f"logit_adjust_tau {logit_adjust_tau:g}: training logits + {_listing(offsets)}")
+    return ClassificationLoss(label_smoothing, weights, offsets), "; ".join(parts) or None
 
 
 def _listing(values, limit=10):

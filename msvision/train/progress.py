@@ -42,9 +42,10 @@ def setup_logging(save_dir, main_process):
 class Progress:
     """The interval and epoch accounting of one run (see the module docstring)."""
 
-    def __init__(self, trainer):
-        self.t = trainer
-        self.summary = EpochSummary(trainer.args.ckpt_save_dir, trainer.main)
+    def __init__(self, step, shape, save_dir, is_main, max_nonfinite_steps):
+        """step: the TrainStep whose statistics are read; shape: the run's EpochShape (train/state.py)."""
+        self.step, self.shape, self.max_nonfinite_steps = step, shape, max_nonfinite_steps
+        self.summary = EpochSummary(save_dir, is_main)
         self.started = time.time()
         self.done_at_start = None
         self._new_window()
@@ -62,35 +63,37 @@ class Progress:
             self.summary.add(carried[0], carried[1], 0)
         self._new_window()
 
+    def epoch_loss(self):
+        """(loss sum, batches) of the epoch so far, for a resume checkpoint."""
+        return self.summary.loss_sum, self.summary.steps
+
     @property
     def timer(self):
         return self.summary.timer
 
     def read(self, last_checkpoint):
         """Pull the device statistics into the interval and the epoch; stop on too many non-finite steps."""
-        t = self.t
-        stats = t.step.read_stats()
+        stats = self.step.read_stats()
         self.loss_sum += stats["loss_sum"]
         self.batches += stats["batches"]
         self.skipped += stats["skipped"]
         self.scale = stats["loss_scale"]
-        self.summary.add(stats["loss_sum"], stats["batches"], stats["batches"] * t.args.batch_size * t.world)
-        if stats["bad_run"] >= t.args.max_nonfinite_steps:
+        self.summary.add(stats["loss_sum"], stats["batches"], stats["batches"] * self.shape.images_per_batch)
+        if stats["bad_run"] >= self.max_nonfinite_steps:
             raise MsvisionError(f"loss or gradients were non-finite for {stats['bad_run']} consecutive steps "
-                                f"(max_nonfinite_steps {t.args.max_nonfinite_steps}); stopping (last good checkpoint: "
+                                f"(max_nonfinite_steps {self.max_nonfinite_steps}); stopping (last good checkpoint: "
                                 f"{last_checkpoint or 'none'}); lower lr or use loss_scale_type: dynamic")
 
     def log(self, epoch, batch_in_epoch, done, total, lr):
         """The step log line for the interval since the last one (read() first)."""
-        t = self.t
         elapsed = time.time() - self.window_start
-        images = self.batches * t.args.batch_size * t.world
+        images = self.batches * self.shape.images_per_batch
         eta = (time.time() - self.started) / max(done - self.done_at_start, 1) * (total - done)
         if self.skipped:
             LOG.warning("%d of the last %d steps had non-finite gradients, updates skipped (loss scale now %g)",
                         self.skipped, self.batches, self.scale)
         LOG.info("epoch %d/%d step %d/%d loss %.4f lr %.6g %.1f img/s %.1f ms/step data wait %.0f%% ETA %s",
-                 epoch + 1, t.args.epoch_size, batch_in_epoch, t.batches_per_epoch,
+                 epoch + 1, self.shape.epoch_size, batch_in_epoch, self.shape.batches_per_epoch,
                  self.loss_sum / max(self.batches, 1), lr, images / max(elapsed, 1e-9),
                  1000.0 * elapsed / max(self.batches, 1), 100.0 * self.timer.share(),
                  time.strftime("%H:%M:%S", time.gmtime(eta)))

@@ -43,7 +43,7 @@ def _zero_one(value):
 
 @_total.register("Tensor")
 def _total_one(value):
-    # a reduction over one axis at a time: MindSpore's CPU kernel is ~10x slower reducing all axes at once
+    # a reduction over one axis at a time: MindSpore's CPU kernel is slower reducing all axes at once
     return value.astype(ms.float32).reshape(value.shape[0], -1).sum(axis=1).sum()
 
 
@@ -51,7 +51,7 @@ def all_finite(tensors, hyper_map):
     """True when no tensor (gradients in the step, weights before a save) holds inf or NaN.
 
     Both propagate through a sum, so a sum per tensor and one isfinite on their total replace
-    mindspore.amp.all_finite (isfinite and a boolean reduction per tensor), which on CPU took 6% of a VGG16 step.
+    mindspore.amp.all_finite (isfinite and a boolean reduction per tensor), which is costly on CPU.
     A total beyond the float32 range also reads as an overflow; such an update would be useless anyway.
     """
     return ops.isfinite(ops.addn(hyper_map(_total, tensors)))
@@ -81,31 +81,32 @@ class ScaledLoss(nn.Cell):
 class TrainStep(nn.Cell):
     """construct(images, labels, apply) -> (loss, finite); apply=False only accumulates gradients."""
 
-    def __init__(self, net, loss_fn, optimizer, args, parallel=False, world_size=1):
+    def __init__(self, net, loss_fn, optimizer, loss_scale_type="fixed", loss_scale=1.0, clip_grad=False,
+                 clip_value=15.0, grad_accum_steps=1, ema=False, ema_decay=0.9999, parallel=False, world_size=1):
         super().__init__(auto_prefix=False)
         self.net_with_loss = NetWithLoss(net, loss_fn)
         self.optimizer = optimizer
         self.weights = optimizer.parameters
-        self.dynamic = args.loss_scale_type == "dynamic"
+        self.dynamic = loss_scale_type == "dynamic"
         # with a fixed scale of 1 there is nothing to scale: skip two passes over all gradients
-        self.scaled = self.dynamic or args.loss_scale != 1.0
+        self.scaled = self.dynamic or loss_scale != 1.0
         # one forward for the loss and the gradients: a separate loss call runs the network (and updates the
         # BatchNorm statistics) twice in PYNATIVE mode
         self.loss_and_grads = ms.value_and_grad(ScaledLoss(self.net_with_loss) if self.scaled else self.net_with_loss,
                                                 None, self.weights)
-        self.scaler = DynamicLossScaler(args.loss_scale, 2, 1000) if self.dynamic else StaticLossScaler(args.loss_scale)
+        self.scaler = DynamicLossScaler(loss_scale, 2, 1000) if self.dynamic else StaticLossScaler(loss_scale)
         self.reducer = nn.DistributedGradReducer(self.weights, True, world_size) if parallel else nn.Identity()
         self.world_size = world_size
         self.rng_counter = RNG_COUNTER  # keyed dropout's counter: advanced by world_size per micro-batch
         self.rng_stride = ms.Tensor(world_size, ms.int64)
-        self.clip = args.clip_grad
-        self.clip_value = args.clip_value
-        self.accum_scale = ms.Tensor(1.0 / args.grad_accum_steps, ms.float32)
-        self.accum = self.weights.clone(prefix="optim.accum", init="zeros") if args.grad_accum_steps > 1 else None
-        self.use_ema = args.ema
-        self.ema_decay = args.ema_decay
+        self.clip = clip_grad
+        self.clip_value = clip_value
+        self.accum_scale = ms.Tensor(1.0 / grad_accum_steps, ms.float32)
+        self.accum = self.weights.clone(prefix="optim.accum", init="zeros") if grad_accum_steps > 1 else None
+        self.use_ema = ema
+        self.ema_decay = ema_decay
         self.model_params = ms.ParameterTuple(net.get_parameters())
-        self.ema = self.model_params.clone(prefix="ema", init="same") if args.ema else None
+        self.ema = self.model_params.clone(prefix="ema", init="same") if ema else None
         self.hyper_map = ops.HyperMap()
         self.loss_sum = ms.Parameter(ms.Tensor(0.0, ms.float32), name="stats.loss_sum", requires_grad=False)
         self.batches = ms.Parameter(ms.Tensor(0, ms.int32), name="stats.batches", requires_grad=False)

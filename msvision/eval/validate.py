@@ -1,5 +1,6 @@
 """validate.py: evaluate a checkpoint on a split; the report (per-class table beside each class's training images),
 the JSON metrics and the confusion matrix (CSV, and a PNG with the plot extra)."""
+import argparse
 import csv
 import io
 import json
@@ -9,13 +10,16 @@ import os
 import numpy as np
 
 from msvision import device
-from msvision.checkpoint import CLASS_COUNTS_KEY
+from msvision.cli import check_output
+from msvision.cli.checkpoint import VALIDATE_OPTIONS, parse_checkpoint_cli
+from msvision.config.kwargs import device_kwargs, eval_loader_kwargs, split_kwargs
 from msvision.data.dataset import open_split
 from msvision.data.index import log_index
 from msvision.errors import MsvisionError
-from msvision.evaluate import evaluate
+from msvision.eval.metrics import evaluate
+from msvision.eval.predict import class_names, model_for_evaluation
 from msvision.files import write_text
-from msvision.inference import class_names, model_from_checkpoint, parse_with_checkpoint
+from msvision.weights.io import CLASS_COUNTS_KEY
 
 LOG = logging.getLogger("msvision")
 
@@ -64,13 +68,6 @@ def plot_confusion(confusion, names, path):
     plt.close(fig)
 
 
-def _check_output(path, what):
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise MsvisionError(f"cannot write {what} '{path}': folder '{os.path.dirname(path) or '.'}' does not exist or "
-                            f"is not writable")
-
-
 def model_classes(ckpt, num_classes, split):
     """The model's class names in output order, checked against the split's class folders by name: the split may
     hold a subset of them (a long-tailed validation split often lacks its rarest classes), not a class the model does
@@ -107,21 +104,29 @@ def run_validation(argv=None):
                                                           "(default: val_split)")
         parser.add_argument("--confusion", default=None, help="write the confusion matrix to this CSV file (and a PNG "
                                                               "beside it when matplotlib is installed)")
+        parser.add_argument("--ema_weights", action="store_true",
+                            help="evaluate the checkpoint's EMA weights (a run trained with ema: true)")
+        parser.add_argument("--ema", action="store_true", dest="ema_alias", help=argparse.SUPPRESS)
 
-    args, ckpt = parse_with_checkpoint(argv, run_validation.__doc__, extra, keep_default=("ema",))
+    args, state = parse_checkpoint_cli(argv, run_validation.__doc__, VALIDATE_OPTIONS, extra)
+    if args.ema_alias:
+        LOG.warning("validate.py --ema is deprecated: it is --ema_weights (evaluate the EMA weights)")
+    use_ema = args.ema_weights or args.ema_alias
     for path, what in ((args.output, "the metrics"), (args.confusion, "the confusion matrix")):
         if path:
-            _check_output(path, what)
-    device.setup_device(args)
-    net = model_from_checkpoint(args, ckpt, ema=args.ema)
-    split = open_split(args, args.split or args.val_split)
+            check_output(path, what)
+    device.setup_device(**device_kwargs(args))
+    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, use_ema, act_layer=args.act_layer)
+    num_classes = net.get_classifier().out_channels
+    split = open_split(args.split or args.val_split, **split_kwargs(args))
     log_index(split)
-    names = model_classes(ckpt, args.num_classes, split)
-    counts = ckpt.get(CLASS_COUNTS_KEY)
-    counts = counts.asnumpy() if counts is not None and counts.shape == (args.num_classes,) else None
-    metrics = evaluate(net, args, split, device.rank(), device.world_size(), train_counts=counts, class_names=names)
+    names = model_classes(state, num_classes, split)
+    counts = state.get(CLASS_COUNTS_KEY)
+    counts = counts.asnumpy() if counts is not None and counts.shape == (num_classes,) else None
+    metrics = evaluate(net, split, device.rank(), device.world_size(), train_counts=counts, class_names=names,
+                       **eval_loader_kwargs(args))
     confusion = metrics.pop("confusion")
-    metrics.update(model=args.model, checkpoint=args.ckpt_path, split=split.root, ema=args.ema,
+    metrics.update(model=args.model, checkpoint=args.ckpt_path, split=split.root, ema_weights=use_ema,
                    world_size=device.world_size())
     if device.is_main_process():
         print(format_report(metrics, args.model, args.ckpt_path))

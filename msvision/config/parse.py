@@ -8,7 +8,7 @@ import os
 import yaml
 
 from msvision.errors import MsvisionError
-from msvision.options import OPTIONS
+from msvision.config.options import OPTIONS
 
 
 def _type_name(opt):
@@ -83,11 +83,12 @@ class _Parser(argparse.ArgumentParser):
         raise MsvisionError(message)
 
 
-def build_parser(description=None):
-    """The argparse parser of every option (defaults are the built-in ones; YAML overrides them)."""
+def build_parser(description=None, names=None):
+    """The argparse parser of the options `names` (default: every option); defaults are the built-in ones, YAML
+    overrides them."""
     parser = _Parser(description=description)
-    parser.add_argument("-c", "--config", default=None, help="YAML file whose keys are these option names")
-    for opt in OPTIONS.values():
+    parser.add_argument("-c", "--config", default=None, help="YAML file whose keys are option names")
+    for opt in OPTIONS.values() if names is None else (OPTIONS[name] for name in names):
         kind = _parse_bool if opt.kind is bool else opt.kind
         if opt.nullable:
             kind = _parse_nullable(kind)
@@ -123,21 +124,28 @@ def load_yaml(path):
     return data
 
 
-def parse_config(argv=None, description=None, extra_args=None, base=None):
-    """Resolve built-in defaults <- base dict <- YAML (--config) <- command line into an argparse.Namespace.
+def parse_config(argv=None, description=None, extra_args=None, base=None, names=None):
+    """Resolve built-in defaults <- base dict <- YAML (--config) <- command line into an argparse.Namespace of
+    every option.
 
     extra_args: callable(parser) adding entry-point-only arguments (not stored in the config).
     base: values that replace the built-in defaults (e.g. the config stored in a checkpoint).
+    names: the options this command line offers (its --help lists only them); the others keep base's or the
+    built-in value, and a YAML file may set them all.
     """
-    parser = build_parser(description)
+    parser = build_parser(description, names)
     if extra_args:
         extra_args(parser)
-    if base:
-        parser.set_defaults(**base)
+    values = {name: opt.default for name, opt in OPTIONS.items()}
+    values.update(base or {})
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
-        parser.set_defaults(**load_yaml(pre.config))
+        values.update(load_yaml(pre.config))
+    parser.set_defaults(**{k: v for k, v in values.items() if names is None or k in names})
     args = parser.parse_args(argv)
+    for name, value in values.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
     for opt in OPTIONS.values():
         setattr(args, opt.name, check_value(opt, getattr(args, opt.name), "option "))
     check_relations(args)

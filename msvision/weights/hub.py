@@ -1,12 +1,13 @@
-"""Published weights by name (`pretrained: true | SOURCE`): fetched once, verified, converted once, cached.
+"""Published weights: where each reference publishes its files, and fetching one once, verified, into the cache.
 
-For a model and source (models/published.py) the converted checkpoint is MSVISION_CACHE/weights/<file>.<model>.ckpt;
-once it exists nothing touches the network. Otherwise, under a per-file lock (one process per node fetches, the
-others wait, as for the split index): the published file is taken from MSVISION_WEIGHTS (a folder holding files
-under their published names; hub files under their repository's path) if it is there, else downloaded into the cache (timm's hub files through
-huggingface_hub when it is installed, which honours HF_ENDPOINT; else plain HTTPS), to a temporary name renamed
-only after its size and sha256 (or the published prefix of it) match; then converted. MSVISION_WEIGHTS_TABLE (a JSON
-file {"model:source": {"url": ..., "sha256": ..., "size": ...}}) replaces entries of the table (tests, mirrors).
+For a model and a published file the converted checkpoint is <cache>/weights/<file>.<model>.ckpt; once it exists
+nothing touches the network. Otherwise, under a per-file lock (one process per node fetches, the others wait, as
+for the split index): the published file is taken from MSVISION_WEIGHTS (a folder holding files under their
+published names; hub files under their repository's path) if it is there, else downloaded into the cache (timm's
+hub files through huggingface_hub when it is installed, which honours HF_ENDPOINT; else plain HTTPS), to a
+temporary name renamed only after its size and sha256 (or the published prefix of it) match; then converted by the
+caller's function (the model factory's). MSVISION_WEIGHTS_TABLE (a JSON file {"model:source": {"url": ...,
+"sha256": ..., "size": ...}}) replaces entries of the table (tests, mirrors).
 """
 import dataclasses
 import hashlib
@@ -16,22 +17,62 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from typing import Optional
 
-from msvision.data.index import cache_dir
 from msvision.errors import MsvisionError
-from msvision.files import wait_for_lock
+from msvision.files import cache_folder, wait_for_lock
 
 CHUNK = 1 << 20
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+MINDCV_URL = "https://download-mindspore.osinfra.cn/toolkits/mindcv/"
+E100_URL = "https://f002.backblazeb2.com/file/1e100-public/"
 
 
-def published(model, source=None):
-    """The PublishedWeights of a model (its first source unless `source` names another)."""
-    from msvision.models import get_pretrained_cfg
+@dataclasses.dataclass(frozen=True)
+class PublishedWeights:
+    """One published weights file of a model: where it is, how to verify it, its layout, reported accuracy."""
+    source: str  # timm, torchvision, mindcv or 1e100 (also the file's parameter layout)
+    file: str  # the file name as published
+    url: Optional[str] = None  # direct URL (None: a hub file)
+    hub_id: Optional[str] = None  # huggingface hub repository (timm)
+    sha256: Optional[str] = None  # full digest, or the published prefix of it
+    size: Optional[int] = None  # bytes, where published
+    top1: Optional[float] = None
+    top5: Optional[float] = None
+    published_at: str = ""
 
-    entries = get_pretrained_cfg(model).weights
+
+def torchvision_file(name, digest, top1, top5):
+    """torchvision's file of a model: the 8 hex digits in its name are the sha256 prefix."""
+    file = f"{name}-{digest}.pth"
+    return PublishedWeights("torchvision", file, TORCHVISION_URL + file, sha256=digest, top1=top1, top5=top5,
+                            published_at="torchvision.models weights (ImageNet-1K acc@1 / acc@5)")
+
+
+def timm_file(name, tag):
+    """timm's hub file of a model (timm publishes no hash or size; the hub verifies its own files)."""
+    return PublishedWeights("timm", "model.safetensors", hub_id=f"timm/{name}.{tag}",
+                            published_at="timm results/results-imagenet.csv")
+
+
+def e100_file(file, size, digest, top1, top5):
+    """A 1e100 VoVNet file (size and sha256 from its Git LFS pointer)."""
+    return PublishedWeights("1e100", file, E100_URL + file, sha256=digest, size=size, top1=top1, top5=top5,
+                            published_at="1e100/vovnet_v2 README")
+
+
+def mindcv_file(family, file, top1):
+    """A MindCV file: no digest is published (the hex digits in its name are not documented as one)."""
+    return PublishedWeights("mindcv", file, f"{MINDCV_URL}{family}/{file}", top1=top1,
+                            published_at=f"MindCV configs/{family} README (910v2)")
+
+
+def select(model, entries, source=None):
+    """The PublishedWeights of `model` among `entries` (the first unless `source` names another), with
+    MSVISION_WEIGHTS_TABLE's replacements."""
     if not entries:
         raise MsvisionError(f"no published weights for {model} (models with weights: see the README's table)")
-    if source in (None, "true"):
+    if source in (None, True, "true"):
         entry = entries[0]
     else:
         matching = [e for e in entries if e.source == source]
@@ -132,12 +173,10 @@ def _hub_download(entry, partial):
     return True
 
 
-def pretrained_checkpoint(model, source=None, quiet=None):
-    """The path of `model`'s published weights converted to an msvision checkpoint (see the module docstring)."""
-    from msvision.convert.convert import convert_file
-
-    entry = published(model, source)
-    folder = os.path.join(cache_dir(), "weights")
+def converted_checkpoint(model, entry, convert, quiet=None):
+    """The path of `model`'s published file `entry` converted to an msvision checkpoint: fetched and converted once
+    (see the module docstring). convert(raw_path, checkpoint_path) writes the checkpoint."""
+    folder = os.path.join(cache_folder(), "weights")
     converted = os.path.join(folder, f"{_local_name(entry)}.{model}.ckpt")
     if os.path.isfile(converted):
         return converted
@@ -163,7 +202,7 @@ def pretrained_checkpoint(model, source=None, quiet=None):
                 if not quiet:
                     print(f"fetching {entry.source} weights of {model} from {url}", flush=True)
                 _download(url, raw, entry, quiet)
-        convert_file(model, raw, converted, entry.source)
+        convert(raw, converted)
     finally:
         lock.close()
     return converted

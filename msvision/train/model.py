@@ -10,49 +10,41 @@ import logging
 import mindspore as ms
 from mindspore import nn
 
-from msvision.checkpoint import ema_weights, load_weights, read_checkpoint
 from msvision.errors import MsvisionError
-from msvision.models import create_model, get_pretrained_cfg
-from msvision.pretrained import pretrained_checkpoint, published
+from msvision.models import create_model, published_weights
 
 LOG = logging.getLogger("msvision")
 AMP_DTYPES = {"float16": ms.float16, "bfloat16": ms.bfloat16}
 
 
-def check_model_options(args):
+def check_model_options(model, pretrained=None, checkpoint_path=None, amp_level="O0", amp_dtype="float16"):
     """The model options' mistakes, found before any data is read (no network access)."""
-    if args.amp_dtype == "bfloat16" and args.amp_level == "O0":
+    if amp_dtype == "bfloat16" and amp_level == "O0":
         raise MsvisionError("amp_dtype bfloat16 needs amp_level O1, O2 or O3 (O0 runs float32)")
-    if args.pretrained and args.ckpt_path:
+    if pretrained and checkpoint_path:
         raise MsvisionError("pretrained and ckpt_path both name initial weights: set one of them")
-    if args.pretrained:
-        published(args.model, args.pretrained)  # a source without this model's weights
+    if pretrained:
+        published_weights(model, pretrained)  # a source without this model's weights
 
 
-def build_model(args, initial_weights=True):
-    """The model of a training run, ready for its optimizer (see the module docstring); initial_weights False (a
-    resumed run) skips pretrained / ckpt_path, whose files a resume does not need."""
-    check_model_options(args)
-    net = create_model(args.model, num_classes=args.num_classes, drop_rate=args.drop_rate,
-                       drop_path_rate=args.drop_path_rate, act_layer=args.act_layer)
-    freeze(net, args.freeze, args.model)
-    path = None
-    if initial_weights:
-        path = pretrained_checkpoint(args.model, args.pretrained) if args.pretrained else args.ckpt_path
-    if path:
-        weights = read_checkpoint(path)
-        if args.ckpt_ema:
-            weights = ema_weights(weights, path)
-        cfg = get_pretrained_cfg(args.model)
-        reset_head = args.reset_head or (args.pretrained and args.num_classes != cfg.num_classes)
-        reset = load_weights(net, weights, cfg.classifier if reset_head else None, source=path)
-        LOG.info("initial weights from %s%s%s", path, " (its EMA weights)" if args.ckpt_ema else "",
-                 f" (re-initialised: {', '.join(reset)})" if reset else "")
-    if args.amp_level != "O0":
-        ms.amp.auto_mixed_precision(net, args.amp_level, dtype=AMP_DTYPES[args.amp_dtype])
+def build_model(model, num_classes, freeze_spec="none", amp_level="O0", amp_dtype="float16", pretrained=None,
+                checkpoint_path=None, use_ema=False, new_classifier=False, **model_args):
+    """The model of a training run, ready for its optimizer (see the module docstring): create_model with its
+    initial weights (pretrained or checkpoint_path, use_ema: the checkpoint's EMA weights, new_classifier: a fresh
+    classifier where the weights' num_classes differs), then freeze_spec and amp_level applied."""
+    check_model_options(model, pretrained, checkpoint_path, amp_level, amp_dtype)
+    net = create_model(model, pretrained=pretrained or False, checkpoint_path=checkpoint_path,
+                       num_classes=num_classes, new_classifier=True if new_classifier else None, use_ema=use_ema,
+                       **model_args)
+    if pretrained or checkpoint_path:
+        LOG.info("initial weights from %s%s", checkpoint_path or f"the {model} weights published by {pretrained}",
+                 " (its EMA weights)" if use_ema else "")
+    freeze(net, freeze_spec, model)
+    if amp_level != "O0":
+        ms.amp.auto_mixed_precision(net, amp_level, dtype=AMP_DTYPES[amp_dtype])
         if ms.get_context("device_target") == "CPU":
             LOG.warning("amp_level %s runs %s kernels, which are slow (float16) or missing (bfloat16) on CPU: "
-                        "--amp_level O0 is the CPU setting", args.amp_level, args.amp_dtype)
+                        "--amp_level O0 is the CPU setting", amp_level, amp_dtype)
     return net
 
 

@@ -1,8 +1,7 @@
 """Optimizers whose step is a named PyTorch reference's, where MindSpore's differs or does not run on every device.
 
 - Adam = torch.optim.Adam (L2 decay added to the gradient; bias-corrected, eps outside the square root of the
-  corrected second moment). MindSpore's Adam folds the bias correction into the step size, which moves eps:
-  3e-4 relative to torch's step over 5 steps in a measurement.
+  corrected second moment). MindSpore's Adam folds the bias correction into the step size, which moves eps.
 - RMSprop = torch.optim.RMSprop (v = alpha v + (1 - alpha) g^2; buf = momentum buf + g / (sqrt(v) + eps);
   p -= lr buf). MindSpore's RMSProp is TensorFlow's (eps inside the square root, lr inside the momentum buffer).
 - Lamb = timm's Lamb without its internal gradient clipping (set clip_grad: true, clip_value: 1.0 for timm's
@@ -34,7 +33,7 @@ def _trust(ratio, param_norm, other_norm):
 
 
 # Constants such as 1 - beta2 are computed on the host in float64 and passed in: MindSpore compiled `1 - beta2` inside
-# the graph in float32 (1.3e-5 off for 0.999) once the process had run in PYNATIVE mode.
+# the graph in float32 once the process had run in PYNATIVE mode.
 
 
 @_adam.register("Tuple", "Number", "Tensor", "Tensor", "Tensor", "Number", "Tensor", "Tensor", "Tensor", "Tensor")
@@ -103,7 +102,7 @@ class _Optimizer(nn.Optimizer):
         return step.reshape(()).astype(ms.float32)
 
     def bias_corrections(self, step):
-        """1 - beta1^t and 1 - beta2^t, computed in float64 (1 - 0.999 in float32 is 1.3e-5 off)."""
+        """1 - beta1^t and 1 - beta2^t, computed in float64."""
         step = step.astype(ms.float64)
         return ((1 - ops.pow(ms.Tensor(self.beta1, ms.float64), step)).astype(ms.float32),
                 (1 - ops.pow(ms.Tensor(self.beta2, ms.float64), step)).astype(ms.float32))

@@ -9,7 +9,7 @@ import mindspore as ms
 from mindspore import ops
 
 from msvision.data.dataset import batches
-from msvision.data.transforms import eval_loader
+from msvision.data.loaders import eval_loader
 
 
 def _log_softmax(logits):
@@ -32,9 +32,10 @@ def class_metrics(confusion):
                 worst_class_accuracy=float(recall.min()) if present.any() else 0.0)
 
 
-def evaluate(net, args, split, shard_id=0, num_shards=1, train_counts=None, class_names=None):
-    """Evaluate net on a split (a SplitIndex). Returns top1, top5, balanced_accuracy, worst_class_accuracy (percent),
-    loss, count, per_class rows (worst first; with train_images when train_counts is given) and confusion.
+def evaluate(net, split, shard_id=0, num_shards=1, train_counts=None, class_names=None, **loader):
+    """Evaluate net on a split (loader: data.loaders.eval_loader's arguments but the split and shard). Returns
+    top1, top5, balanced_accuracy, worst_class_accuracy (percent), loss, count, per_class rows (worst first; with
+    train_images when train_counts is given) and confusion.
 
     class_names: the model's classes in output order, when the split's class folders are a subset of them (matched
     by name); the confusion matrix then spans every model class and the per-class rows the classes present."""
@@ -45,8 +46,8 @@ def evaluate(net, args, split, shard_id=0, num_shards=1, train_counts=None, clas
     num_classes = len(names)
     confusion = np.zeros((num_classes, num_classes), np.float64)
     extra = np.zeros(2, np.float64)  # loss sum, top-5 correct
-    loader = eval_loader(args, split, shard_id=shard_id, num_shards=num_shards)
-    for images, labels in batches(loader.create_tuple_iterator(num_epochs=1), split.root):
+    data = eval_loader(split, shard_id=shard_id, num_shards=num_shards, **loader)
+    for images, labels in batches(data.create_tuple_iterator(num_epochs=1), split.root):
         logits = net(images).asnumpy().astype(np.float64)
         labels = label_map[labels.asnumpy()]
         top5 = np.argsort(-logits, axis=1)[:, :min(5, logits.shape[1])]
