@@ -10,6 +10,7 @@ import mindspore as ms
 import pytest
 from mindspore import nn
 
+from msvision import device
 from msvision.config.kwargs import augment_kwargs, split_kwargs, train_loader_kwargs
 from msvision.config.options import OPTIONS
 from msvision.config.parse import parse_config
@@ -34,9 +35,17 @@ def long_tail(image_folder, tmp_path_factory):
     return str(root)
 
 
-def trainer(tmp_path, data_dir, **options):
-    """The Trainer of a tiny run (everything built, nothing trained)."""
-    return Trainer(parse_config(tiny_run(data_dir=data_dir, ckpt_save_dir=tmp_path / "run", **options)))
+@pytest.fixture
+def trainer(tmp_path, monkeypatch):
+    """trainer(data_dir, **options): the Trainer of a tiny run (everything built, nothing trained). MindSpore refuses
+    to set the device once a kernel has run in the process (earlier tests run many), so the device setup is the
+    process's as it stands; what these tests check (the optimizer, the loss) does not depend on it."""
+    monkeypatch.setattr(device, "setup_device", lambda **kwargs: ("CPU", "O0", "the test process's device"))
+
+    def build(data_dir, **options):
+        return Trainer(parse_config(tiny_run(data_dir=data_dir, ckpt_save_dir=tmp_path / "run", **options)))
+
+    return build
 
 
 @pytest.mark.parametrize("sampler,weights", [("uniform", TRAIN_COUNTS), ("class_balanced", [1, 1, 1, 1]),
@@ -55,8 +64,8 @@ def test_sampler_sets_the_class_shares_of_the_training_draw(long_tail, sampler, 
     assert len(labels) == 600 and np.abs(shares - expected).max() <= 0.06
 
 
-def test_head_lr_scale_reaches_the_classifier_group(tmp_path, image_folder):
-    built = trainer(tmp_path, image_folder, head_lr_scale=10, scheduler="constant", lr=0.1, lr_base_batch_size=8)
+def test_head_lr_scale_reaches_the_classifier_group(trainer, image_folder):
+    built = trainer(image_folder, head_lr_scale=10, scheduler="constant", lr=0.1, lr_base_batch_size=8)
     params = {p.name: p for p in built.net.trainable_params()}
     head, body = built.optimizer.get_lr_parameter(params["head.fc.weight"]), \
         built.optimizer.get_lr_parameter(params["stem.0.conv.weight"])
@@ -78,10 +87,10 @@ def expected_loss(logits, labels, weights, offsets, smoothing):
     dict(class_weight="effective_number", class_weight_beta=0.9),
     dict(class_weight="inverse", logit_adjust_tau=1.5, label_smoothing=0.1),
 ])
-def test_loss_options_reach_the_trainers_loss(tmp_path, long_tail, options):
+def test_loss_options_reach_the_trainers_loss(trainer, long_tail, options):
     """The run's loss on given logits equals the formula with the class weights of the training counts (mean 1):
     effective number (1 - beta) / (1 - beta^n_c), or 1 / n_c; logit adjustment tau log(n_c / N) on the logits."""
-    built = trainer(tmp_path, long_tail, **options)
+    built = trainer(long_tail, **options)
     counts = np.array(TRAIN_COUNTS, np.float64)
     if options["class_weight"] == "inverse":
         weights = 1 / counts
