@@ -15,7 +15,7 @@ from msvision.cli.checkpoint import VALIDATE_OPTIONS, parse_checkpoint_cli
 from msvision.config.kwargs import device_kwargs, eval_loader_kwargs, split_kwargs
 from msvision.data.dataset import open_split
 from msvision.data.index import log_index
-from msvision.errors import MsvisionError
+from msvision.errors import MsvisionError, name_list
 from msvision.eval.metrics import evaluate
 from msvision.eval.predict import class_names, model_for_evaluation
 from msvision.files import write_text
@@ -78,21 +78,15 @@ def model_classes(ckpt, num_classes, split):
             raise MsvisionError(f"the model has {num_classes} classes but '{split.root}' has {len(split.classes)} "
                                 f"class folders (the checkpoint stores no class names to match them by)")
         return list(split.classes)
-    unknown = sorted(set(split.classes) - set(stored))
+    unknown, missing = set(split.classes) - set(stored), set(stored) - set(split.classes)
     if unknown:
-        missing = sorted(set(stored) - set(split.classes))
-        absent = f"; the model's classes missing there: {_names(missing)}" if missing else ""
-        raise MsvisionError(f"'{split.root}' has class folders the model does not know: {_names(unknown)}{absent} "
-                            f"(expected a subset of the checkpoint's {num_classes} classes)")
-    if len(split.classes) < num_classes:
+        absent = f"; the model's classes missing there: {name_list(missing)}" if missing else ""
+        raise MsvisionError(f"'{split.root}' has class folders the model does not know: {name_list(unknown)}{absent}"
+                            f" (expected a subset of the checkpoint's {num_classes} classes)")
+    if missing:
         LOG.info("'%s' holds %d of the model's %d classes (absent: %s): the per-class table covers those present",
-                 split.root, len(split.classes), num_classes, _names(sorted(set(stored) - set(split.classes))))
+                 split.root, len(split.classes), num_classes, name_list(missing))
     return stored
-
-
-def _names(names, limit=5):
-    more = f", ... (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
 
 
 def run_validation(argv=None):

@@ -9,7 +9,7 @@ import os
 import mindspore as ms
 from mindspore.train import serialization as _serialization
 
-from msvision.errors import MsvisionError
+from msvision.errors import MsvisionError, name_list
 from msvision.files import atomic_path
 from msvision.weights.mindcv import fill_mindcv_gaps
 
@@ -17,12 +17,6 @@ STATE_PREFIXES = ("optim.", "ema.", "state.")
 CONFIG_KEY = "state.config"
 CLASS_NAMES_KEY = "state.class_names"
 CLASS_COUNTS_KEY = "state.class_counts"  # training images per class, for per-class reports
-
-
-def _short(names, limit=5):
-    names = sorted(names)
-    more = f", ... (+{len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
 
 
 def _memory_available():
@@ -109,13 +103,13 @@ def load_weights(net, path_or_dict, source=None):
     if missing or unexpected or mismatched:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} ({_short(missing)})")
+            parts.append(f"missing {len(missing)} ({name_list(missing)})")
         if unexpected:
-            parts.append(f"unexpected {len(unexpected)} ({_short(unexpected)})")
+            parts.append(f"unexpected {len(unexpected)} ({name_list(unexpected)})")
         if mismatched:
             shapes = [f"{n}: checkpoint {tuple(weights[n].shape)} vs model {tuple(expected[n].shape)}"
                       for n in sorted(mismatched)]
-            parts.append(f"shape mismatch {len(mismatched)} ({_short(shapes, 3)})")
+            parts.append(f"shape mismatch {len(mismatched)} ({name_list(shapes, 3)})")
         hint = ""
         if mismatched and all(n.startswith(("head.", "classifier.")) for n in mismatched):
             hint = "; the classifier differs (other num_classes?): set reset_head to fine-tune with a new head"
