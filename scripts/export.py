@@ -24,7 +24,8 @@ def main(argv=None):
     if file_format in FORMATS:
         check_output(output if output.endswith(FORMATS[file_format]) else output + FORMATS[file_format], "the export")
     device.setup_device(**device_kwargs(args))
-    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, act_layer=args.act_layer)
+    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, act_layer=args.act_layer,
+                               **args.model_args)
     size = args.image_size or args.image_resize or get_pretrained_cfg(args.model).input_size[-1]
     print(f"exported {export_model(net, size, file_format, output)} ({args.model}, input 1x3x{size}x{size})")
 

@@ -14,7 +14,8 @@ def main(argv=None):
 
     args, state = parse_checkpoint_cli(argv, __doc__, INFER_OPTIONS, extra)
     device.setup_device(**device_kwargs(args))
-    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, act_layer=args.act_layer)
+    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, act_layer=args.act_layer,
+                               **args.model_args)
     count = net.get_classifier().out_channels
     names = class_names(state, count) or [f"class_{i}" for i in range(count)]
     for path, top in zip(args.images, predict_files(net, args.images, preprocessing_kwargs(args), args.top_k)):

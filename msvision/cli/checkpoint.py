@@ -10,7 +10,7 @@ from msvision.weights.io import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY, r
 
 LOG = logging.getLogger("msvision")
 DEVICE = ("device_target", "mode", "jit_level")
-MODEL = ("model", "num_classes", "act_layer", "ckpt_path", "pretrained")
+MODEL = ("model", "model_args", "num_classes", "act_layer", "ckpt_path", "pretrained")
 PREPROCESSING = ("image_resize", "interpolation", "crop_pct", "mean", "std")
 VALIDATE_OPTIONS = DEVICE + MODEL + PREPROCESSING + ("data_dir", "dataset", "val_split", "batch_size",
                                                     "num_parallel_workers")

@@ -5,8 +5,8 @@ of each library call, as timm's `optimizer_kwargs(cfg=args)`: nothing below the 
 def model_kwargs(cfg, initial_weights=True):
     """train.model.build_model's arguments; initial_weights False (a resumed run, which brings its own weights)
     leaves out pretrained and ckpt_path."""
-    kwargs = dict(model=cfg.model, num_classes=cfg.num_classes, act_layer=cfg.act_layer, freeze_spec=cfg.freeze,
-                  amp_level=cfg.amp_level, amp_dtype=cfg.amp_dtype)
+    kwargs = dict(cfg.model_args, model=cfg.model, num_classes=cfg.num_classes, act_layer=cfg.act_layer,
+                  freeze_spec=cfg.freeze, amp_level=cfg.amp_level, amp_dtype=cfg.amp_dtype)
     if cfg.drop_rate is not None:
         kwargs["drop_rate"] = cfg.drop_rate
     if cfg.drop_path_rate:

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 @dataclasses.dataclass(frozen=True)
 class Option:
     name: str
-    kind: type  # int, float, str, bool; list options give the element type and set is_list
+    kind: type  # int, float, str, bool, dict (a mapping); list options give the element type and set is_list
     default: Any
     help: str
     choices: Optional[Sequence] = None
@@ -107,6 +107,8 @@ OPTIONS = _opts(
     O("drop_rate", float, None, "classifier dropout; default: the model's", low=0.0, high=1.0, nullable=True),
     O("drop_path_rate", float, 0.0, "VoVNet stochastic depth: block i of N drops its output per sample with rate "
       "drop_path_rate x i / (N - 1), as timm", low=0.0, high=1.0, open_high=True),
+    O("model_args", dict, {}, "the model family's own arguments, passed to it as they are (RepVGG: num_blocks, "
+      "width_multiplier, override_groups, deploy); on the command line a JSON object"),
     O("act_layer", str, "relu", "activation of the conv layers (VGG: and its classifier)",
       choices=("relu", "mish", "silu")),
     O("pretrained", str, None, "start from the model's published ImageNet weights (fetched, verified and converted "

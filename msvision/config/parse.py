@@ -3,6 +3,7 @@
 Every problem (unknown key, wrong type, out-of-range value) is a MsvisionError naming the key and what is expected.
 """
 import argparse
+import json
 import os
 
 import yaml
@@ -12,7 +13,8 @@ from msvision.config.options import OPTIONS
 
 
 def _type_name(opt):
-    base = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[opt.kind]
+    base = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            dict: "a mapping (on the command line: a JSON object)"}[opt.kind]
     text = f"a list of {base.split(' ', 1)[1]}s" if opt.is_list else base
     return text + (" or null" if opt.nullable else "")
 
@@ -26,6 +28,8 @@ def _check_scalar(opt, value, where):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif opt.kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif opt.kind is dict:
+        ok = isinstance(value, dict) and all(isinstance(key, str) for key in value)
     else:
         ok = isinstance(value, str)
     if not ok:
@@ -71,6 +75,16 @@ def _parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
+def _parse_json_mapping(text):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got '{text}' ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object ({{\"key\": value}}), got '{text}'")
+    return value
+
+
 def _parse_nullable(kind):
     def parse(text):
         return None if text.lower() in ("none", "null") else kind(text)
@@ -89,7 +103,7 @@ def build_parser(description=None, names=None):
     parser = _Parser(description=description)
     parser.add_argument("-c", "--config", default=None, help="YAML file whose keys are option names")
     for opt in OPTIONS.values() if names is None else (OPTIONS[name] for name in names):
-        kind = _parse_bool if opt.kind is bool else opt.kind
+        kind = {bool: _parse_bool, dict: _parse_json_mapping}.get(opt.kind, opt.kind)
         if opt.nullable:
             kind = _parse_nullable(kind)
         if opt.kind is bool or opt.bool_as_str:  # "--ema" alone means true; "--ema false" also works
@@ -154,6 +168,10 @@ def parse_config(argv=None, description=None, extra_args=None, base=None, names=
 
 def check_relations(args):
     """Constraints between options that the table's per-option ranges cannot state."""
+    shadowed = sorted(set(args.model_args) & set(OPTIONS))
+    if shadowed:
+        raise MsvisionError(f"model_args key '{shadowed[0]}' is an option of its own: set {shadowed[0]} directly, "
+                            f"not inside model_args")
     if args.htd_lower >= args.htd_upper:
         raise MsvisionError(f"htd_lower ({args.htd_lower:g}) must be below htd_upper ({args.htd_upper:g}): with "
                             f"L >= U the htd rate rises or stays flat (the anchors' default is -6 and 3)")

@@ -18,9 +18,10 @@ def class_names(state, num_classes):
 
 
 def model_for_evaluation(model, checkpoint_path, num_classes=None, use_ema=False, **model_args):
-    """create_model with a checkpoint's weights (its EMA weights with use_ema), in eval mode."""
+    """create_model with a checkpoint's weights (its EMA weights with use_ema), in eval mode; a RepVGG checkpoint
+    in either form builds that form."""
     net = create_model(model, checkpoint_path=checkpoint_path, num_classes=num_classes, use_ema=use_ema,
-                       **model_args)
+                       any_form=True, **model_args)
     net.set_train(False)
     return net
 

@@ -110,7 +110,8 @@ def run_validation(argv=None):
         if path:
             check_output(path, what)
     device.setup_device(**device_kwargs(args))
-    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, use_ema, act_layer=args.act_layer)
+    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, use_ema, act_layer=args.act_layer,
+                               **args.model_args)
     num_classes = net.get_classifier().out_channels
     split = open_split(args.split or args.val_split, **split_kwargs(args))
     log_index(split)

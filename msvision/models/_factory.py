@@ -17,7 +17,7 @@ LOG = logging.getLogger("msvision")
 
 
 def create_model(name, pretrained=False, checkpoint_path=None, num_classes=None, new_classifier=None, use_ema=False,
-                 source=None, **model_args):
+                 source=None, any_form=False, **model_args):
     """Build a registered model, with weights when asked.
 
     pretrained: True (the model's first published source) or a source name (torchvision, timm, mindcv, 1e100): its
@@ -27,7 +27,10 @@ def create_model(name, pretrained=False, checkpoint_path=None, num_classes=None,
     num_classes: the classifier's size (default: the weights', else the cfg's). Weights with another number of
         classes load into the rest of the model and a new classifier is initialised when new_classifier is true (the
         default with pretrained); otherwise the mismatch is a one-line error.
-    model_args: the family's arguments (drop_rate, drop_path_rate, act_layer, in_channels).
+    any_form: weights in a family's fused inference form (RepVGG's `rbr_reparam`) build that form (evaluation,
+        export); otherwise they are refused unless model_args say deploy=True.
+    model_args: the family's arguments (drop_rate, drop_path_rate, act_layer, in_channels; RepVGG's num_blocks,
+        width_multiplier, override_groups, deploy).
     A model built with weights says where they came from in `weights_source` (timm, torchvision, 1e100, mindcv or
     msvision).
     """
@@ -40,12 +43,13 @@ def create_model(name, pretrained=False, checkpoint_path=None, num_classes=None,
     if not checkpoint_path:
         return _build(name, num_classes or cfg.num_classes, model_args)
     weights, label, source = read_weights(name, checkpoint_path, source, use_ema)
+    model_args = _form_args(name, cfg, weights, label, any_form, model_args)
     classifier = weights.get(cfg.classifier + ".weight")  # the same name in torch's layouts after the filter
     found = int(classifier.shape[0]) if classifier is not None else None
     wanted = num_classes or found or cfg.num_classes
     renew = bool(new_classifier) and found is not None and found != wanted
     net = _build(name, found if renew else wanted, model_args)
-    if source is not None:  # torch names and shapes -> msvision's
+    if source not in (None, "mindcv"):  # torch names and shapes -> msvision's
         shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
         weights = {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in to_msvision_names(weights, shapes).items()}
     layout = load_weights(net, weights, source=label)
@@ -92,11 +96,23 @@ def read_weights(name, path, source=None, use_ema=False):
         raise MsvisionError(f"checkpoint not found: '{path}' (expected an existing .ckpt file)")
     if not is_pytorch_layout(path):
         ckpt = read_checkpoint(path)
-        return (ema_weights(ckpt, path) if use_ema else ckpt), path, None
+        weights = ema_weights(ckpt, path) if use_ema else ckpt
+        renamed = _module_paths(name, weights, "mindcv")  # a family's MindCV names (RepVGG's), else unchanged
+        return (renamed, path, "mindcv") if set(renamed) != set(weights) else (weights, path, None)
     if use_ema:
         raise MsvisionError(f"'{path}' is a PyTorch file: EMA weights are read from msvision resume checkpoints")
     state_dict, source = read_state_dict(path, source)
     return _module_paths(name, state_dict, source), f"'{path}' (as {name})", source
+
+
+def _form_args(name, cfg, weights, label, any_form, model_args):
+    """model_args with deploy=True when the weights hold the family's fused form and any form is accepted."""
+    if not cfg.fused_form or not cfg.fused_form(weights) or model_args.get("deploy"):
+        return model_args
+    if not any_form:
+        raise MsvisionError(f"{label} holds the fused (deploy) form of {name}, which has no branches to train: "
+                            f"train from a train-form checkpoint (validate.py, infer.py and export.py take either)")
+    return dict(model_args, deploy=True)
 
 
 def _build(name, num_classes, model_args):

@@ -27,6 +27,8 @@ class PretrainedCfg:
     weights: Tuple[PublishedWeights, ...] = ()  # published ImageNet weights, the default first
     # (torch state dict, source, model name) -> the same weights under msvision's module paths (torch leaves)
     filter_fn: Optional[Callable] = None
+    # (weight names) -> True when they hold the family's fused inference form (RepVGG); None: one form only
+    fused_form: Optional[Callable] = None
 
 
 _MODELS: Dict[str, Callable] = {}

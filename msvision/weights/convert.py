@@ -12,17 +12,20 @@ import numpy as np
 from msvision.errors import MsvisionError
 from msvision.weights.torch_io import is_safetensors, read_safetensors, read_torch_state_dict
 
-SOURCES = ("timm", "torchvision", "1e100", "mindcv")
+SOURCES = ("timm", "torchvision", "1e100", "mindcv", "official")  # official: DingXiaoH's RepVGG files
 BN_LEAVES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # zip archive (torch >= 1.6) or a bare pickle (older torch.save)
 LOG = logging.getLogger("msvision")
 
 
 def detect_source(keys):
-    """The PyTorch layout a set of parameter names comes from (timm, torchvision or 1e100), or None."""
+    """The PyTorch layout a set of parameter names comes from (timm, torchvision, 1e100 or the official RepVGG), or
+    None."""
     keys = list(keys)
     if any(k.startswith("body.osa") for k in keys):
         return "1e100"
+    if any(k.startswith("stage0.") for k in keys):
+        return "official"
     if any(k.startswith(("stages.", "pre_logits.", "head.fc.")) for k in keys):
         return "timm"
     if any(k.startswith("features.") for k in keys) and any(k.startswith("classifier.") for k in keys):
@@ -48,7 +51,7 @@ def read_state_dict(path, source=None):
         if source is None:
             first = ", ".join(list(state_dict)[:4])
             raise MsvisionError(f"layout of '{path}' not recognised (first keys: {first}); expected timm, torchvision "
-                                f"or 1e100 names: pass --source")
+                                f"1e100 or official RepVGG names: pass --source")
         LOG.warning("source: %s (detected from the keys)", source)
     return state_dict, source
 

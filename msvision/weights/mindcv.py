@@ -16,7 +16,7 @@ TRAINING_ENTRIES = {"global_step", "learning_rate", "momentum", "scale_sense", "
 TRAINING_PREFIXES = ("moments.", "accumulation.", "ema.")
 
 
-def _is_training_entry(name):
+def is_training_entry(name):
     return name in TRAINING_ENTRIES or name.startswith(TRAINING_PREFIXES)
 
 
@@ -30,7 +30,7 @@ def fill_mindcv_gaps(expected, weights, source):
                    if n.endswith(".bias") and len(expected[n[:-len("bias")] + "weight"].shape) == 4}
     missing = set(expected) - set(weights)
     dropped = [n for n in weights if n not in expected]
-    if not conv_biases or missing != conv_biases or not all(_is_training_entry(n) for n in dropped):
+    if not conv_biases or missing != conv_biases or not all(is_training_entry(n) for n in dropped):
         return None
     filled = {n: w for n, w in weights.items() if n in expected}
     for name in conv_biases:
