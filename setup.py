@@ -19,7 +19,7 @@ setup(
         # is the parity reference of the tests (its layouts and numerics decide a green run).
         "convert": ["torch==2.13.0", "timm==1.0.31"],
         # the versions CI ran; onnxruntime checks exported ONNX numerically
-        "dev": ["pytest==9.0.3", "onnxruntime==1.32.0"],
+        "dev": ["pytest==9.0.3", "onnxruntime==1.32.0", "onnx==1.23.2", "ml_dtypes==0.5.4"],
         "plot": ["matplotlib"],  # scripts/plot_run.py, inspect_data.py --plot, validate.py --confusion
         # pretrained: timm's hub files (.safetensors) without torch; huggingface_hub honours HF_ENDPOINT mirrors
         "weights": ["safetensors", "huggingface_hub"],

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+import msvision
+
 from msvision import MsvisionError
 from msvision.config.parse import OPTIONS, config_from_text, dump_config, load_yaml, parse_config
 from tests.conftest import REPO_ROOT, error_line
@@ -156,6 +158,19 @@ def test_readme_recipe_table_matches_the_files():
                 a.momentum, a.weight_decay, a.label_smoothing, a.amp_level, a.loss_scale, a.scheduler) == \
             (name, int(batch), float(lr), int(base), float(warmup), float(min_lr), int(epochs), float(momentum),
              float(wd), float(smoothing), amp, float(scale), "warmup_cosine_decay"), name
+    row = _readme_row("| `configs/repvgg/repvgg_{a0,a1,a2,b0,b1,b1g2,b1g4,b2,b2g4,b3,b3g4}.yaml` |")
+    epochs, devices, batch, lr, base, warmup, momentum, wd = re.search(
+        r"official RepVGG: (\d+) epochs, (\d+) x (\d+), lr ([\d.]+) at (\d+), (\d+) warmup epochs, cosine to 0, "
+        r"momentum ([\d.]+), wd ([\d.e-]+) \(not on biases and BatchNorm\), no smoothing", row).groups()
+    variants = re.search(r"repvgg_\{([\w,]+)\}", row).group(1).split(",")
+    assert sorted(f"repvgg_{v}" for v in variants) == [m for m in msvision.list_models("repvgg*") if m != "repvgg_d2se"]
+    for variant in variants:
+        a = parse_config(["-c", os.path.join(REPO_ROOT, "configs", "repvgg", f"repvgg_{variant}.yaml")])
+        assert (a.model, a.epoch_size, a.batch_size * int(devices), a.lr, a.lr_base_batch_size, a.warmup_epochs,
+                a.min_lr, a.momentum, a.weight_decay, a.weight_decay_filter, a.label_smoothing, a.scheduler) == \
+            (f"repvgg_{variant}", int(epochs), int(base), float(lr), int(base), float(warmup), 0.0, float(momentum),
+             float(wd), "norm_and_bias", 0.0, "warmup_cosine_decay"), variant
+        assert a.batch_size == int(batch)
     row = _readme_row("| `configs/vovnet/vovnet{19,27_slim,39,57,99}_ascend.yaml` |")
     assert "SGD nesterov, wd 2e-5, smoothing 0.1, one cosine cycle to 1e-7 whose first 10% rises" in row
     assert "EMA, dropout 0.2" in row

@@ -1,6 +1,8 @@
 """RepVGG: the official structure's parameter counts, the fused form equal to the train form (against a float64
 reference written here with torch.nn.functional), and the official, timm and MindCV files loading with logit parity."""
+import json
 import os
+import re
 
 import numpy as np
 import mindspore as ms
@@ -9,7 +11,8 @@ from mindspore.nn.utils import no_init_parameters
 
 import msvision
 from msvision import MsvisionError, create_model, reparameterize
-from tests.conftest import relative_difference
+from msvision.weights.io import CONFIG_KEY, read_checkpoint
+from tests.conftest import REPO_ROOT, error_line, latest_checkpoint, relative_difference, run_cli, tiny_run
 
 PAPER_VARIANTS = ["repvgg_a0", "repvgg_a1", "repvgg_a2", "repvgg_b0", "repvgg_b1", "repvgg_b1g2", "repvgg_b1g4",
                   "repvgg_b2", "repvgg_b2g4", "repvgg_b3", "repvgg_b3g4"]
@@ -257,3 +260,69 @@ def test_mindcv_checkpoint_loads_with_logit_parity(tmp_path):
     print(f"MindCV repvgg_a0: logits {error:.2e} from MindCV's")
     assert error <= 1e-6
     os.remove(path)
+
+
+CUSTOM = '{"num_blocks": [1, 1, 2, 1], "width_multiplier": [0.25, 0.25, 0.25, 0.5]}'
+
+
+@pytest.mark.slow
+def test_custom_repvgg_trains_validates_and_exports_fused(tmp_path, image_folder):
+    """A custom RepVGG (model_args as JSON) trains, validate.py and infer.py take its train-form checkpoint, and
+    export.py writes the fused graph: convolutions and ReLUs only, with the train form's logits."""
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    run_cli(["train.py"] + tiny_run(model="repvgg_a0", model_args=CUSTOM, data_dir=image_folder, epoch_size=1,
+                                    lr=0.05, ckpt_save_dir=tmp_path / "run"))
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    top1 = re.search(r"top-1 (\d+\.\d+)%", run_cli(["validate.py", "--ckpt_path", checkpoint, "--data_dir",
+                                                    image_folder]).stdout)
+    assert top1, "validate.py printed no top-1"
+    run_cli(["scripts/export.py", "--ckpt_path", checkpoint, "--format", "ONNX", "--output", tmp_path / "fused"])
+    graph = onnx.load(str(tmp_path / "fused.onnx")).graph
+    ops = sorted({node.op_type for node in graph.node})
+    assert ops == ["Conv", "Gemm", "ReduceMean", "Relu"], ops
+    assert sum(node.op_type == "Conv" for node in graph.node) == 1 + 1 + 1 + 2 + 1  # one conv per block
+    net = create_model("repvgg_a0", checkpoint_path=checkpoint, num_classes=4, **json.loads(CUSTOM))
+    images = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    expected = net.set_train(False)(ms.Tensor(images)).asnumpy()
+    session = onnxruntime.InferenceSession(str(tmp_path / "fused.onnx"))
+    error = relative_difference(session.run(None, {session.get_inputs()[0].name: images})[0], expected)
+    print(f"fused ONNX vs the train-form cell: {error:.2e}")
+    assert error <= 2e-6
+    # a fused checkpoint evaluates, and is refused as the start of a training run, in one line
+    fused = str(tmp_path / "fused.ckpt")
+    ms.save_checkpoint(reparameterize(net), fused, append_dict={CONFIG_KEY: read_checkpoint(
+        checkpoint, only=CONFIG_KEY)[CONFIG_KEY]})
+    assert f"top-1 {top1[1]}%" in run_cli(["validate.py", "--ckpt_path", fused, "--data_dir", image_folder]).stdout
+    refused = run_cli(["train.py"] + tiny_run(model="repvgg_a0", model_args=CUSTOM, data_dir=image_folder,
+                                              ckpt_path=fused, ckpt_save_dir=tmp_path / "again"), check=False)
+    assert error_line(refused).endswith("holds the fused (deploy) form of repvgg_a0, which has no branches to train: "
+                                        "train from a train-form checkpoint (validate.py, infer.py and export.py "
+                                        "take either)")
+    assert not os.path.exists(tmp_path / "again")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_args, message", [
+    ('{"num_block": [1, 1, 1, 1]}', "unknown model argument 'num_block' for repvgg_a0"),
+    ('{"width_multiplier": [1, 1]}', "width_multiplier must be a list of 4 numbers (one per stage), got [1, 1]"),
+    ('{"num_classes": 3}', "model_args key 'num_classes' is an option of its own: set num_classes directly, not "
+                           "inside model_args"),
+    ("[1, 2]", "argument --model_args: expected a JSON object ({\"key\": value}), got '[1, 2]'"),
+])
+def test_train_refuses_bad_model_args_in_one_line(tmp_path, image_folder, model_args, message):
+    done = run_cli(["train.py"] + tiny_run(model="repvgg_a0", model_args=model_args, data_dir=image_folder,
+                                           ckpt_save_dir=tmp_path / "run"), check=False)
+    assert error_line(done).endswith(message)
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_readme_repvgg_example_runs_as_written():
+    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    section = text[text.index("### RepVGG: two forms"):]
+    block = section[section.index("```python\n") + len("```python\n"):section.index("\n```", section.index("```python"))]
+    scope = {"msvision": msvision}
+    exec(compile(block, "README.md", "exec"), scope)  # pylint: disable=exec-used
+    assert scope["fused"].deploy and not scope["net"].deploy
+    assert scope["custom"].get_classifier().out_channels == 89 and len(scope["custom"].stage3) == 14

@@ -20,7 +20,7 @@ def model_kwargs(cfg, initial_weights=True):
 def model_check_kwargs(cfg):
     """train.model.check_model_options's arguments."""
     return dict(model=cfg.model, pretrained=cfg.pretrained, checkpoint_path=cfg.ckpt_path, amp_level=cfg.amp_level,
-                amp_dtype=cfg.amp_dtype)
+                amp_dtype=cfg.amp_dtype, model_args=cfg.model_args)
 
 
 def optimizer_kwargs(cfg):

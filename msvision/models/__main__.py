@@ -1,7 +1,7 @@
 """python -m msvision.models [--pattern P]: table of models with params, GMACs and input size."""
 import argparse
 
-from msvision.models import create_model, get_pretrained_cfg, list_models
+from msvision.models import create_model, get_pretrained_cfg, list_models, reparameterize
 from msvision.models.complexity import count_macs, count_params
 
 
@@ -16,6 +16,9 @@ def main(argv=None):
         net = create_model(name)
         size = cfg.input_size[-1]
         print(f"{name:<24}{count_params(net) / 1e6:>10.2f}{count_macs(net, size) / 1e9:>8.2f}{size:>7}  {cfg.source}")
+        if cfg.fused_form:  # RepVGG: its deployed (fused) form too
+            fused = reparameterize(net.set_train(False))
+            print(f"{'  fused':<24}{count_params(fused) / 1e6:>10.2f}{count_macs(fused, size) / 1e9:>8.2f}{size:>7}")
 
 
 if __name__ == "__main__":

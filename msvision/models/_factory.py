@@ -43,7 +43,7 @@ def create_model(name, pretrained=False, checkpoint_path=None, num_classes=None,
     if not checkpoint_path:
         return _build(name, num_classes or cfg.num_classes, model_args)
     weights, label, source = read_weights(name, checkpoint_path, source, use_ema)
-    model_args = _form_args(name, cfg, weights, label, any_form, model_args)
+    model_args = form_args(name, weights, label, any_form, model_args)
     classifier = weights.get(cfg.classifier + ".weight")  # the same name in torch's layouts after the filter
     found = int(classifier.shape[0]) if classifier is not None else None
     wanted = num_classes or found or cfg.num_classes
@@ -105,9 +105,12 @@ def read_weights(name, path, source=None, use_ema=False):
     return _module_paths(name, state_dict, source), f"'{path}' (as {name})", source
 
 
-def _form_args(name, cfg, weights, label, any_form, model_args):
-    """model_args with deploy=True when the weights hold the family's fused form and any form is accepted."""
-    if not cfg.fused_form or not cfg.fused_form(weights) or model_args.get("deploy"):
+def form_args(name, weight_names, label, any_form=False, model_args=None):
+    """model_args with deploy=True when the weights hold the family's fused form and any form is accepted (a
+    MsvisionError when it is not)."""
+    model_args = model_args or {}
+    fused_form = get_pretrained_cfg(name).fused_form
+    if not fused_form or not fused_form(weight_names) or model_args.get("deploy"):
         return model_args
     if not any_form:
         raise MsvisionError(f"{label} holds the fused (deploy) form of {name}, which has no branches to train: "

@@ -268,7 +268,7 @@ def fused_form(names):
 
 
 REPVGG_CFG = PretrainedCfg(interpolation="bilinear", first_conv="stage0.rbr_dense.conv", classifier="linear",
-                           source="official RepVGG (DingXiaoH)", filter_fn=pretrained_filter_fn,
+                           source="official (DingXiaoH)", filter_fn=pretrained_filter_fn,
                            fused_form=fused_form)
 D2SE_CFG = dataclasses.replace(REPVGG_CFG, input_size=(3, 320, 320), crop_pct=1.0)
 OFFICIAL_TOP1 = "official README / paper (ImageNet top-1, 120 epochs); timm's file holds the official weights"

@@ -6,25 +6,36 @@ BatchNorm inside a frozen part normalises with its running statistics and never 
 dropout and drop path are off.
 """
 import logging
+import os
 
 import mindspore as ms
 from mindspore import nn
+from mindspore.nn.utils import no_init_parameters
 
 from msvision.errors import MsvisionError
 from msvision.models import create_model, published_weights
+from msvision.models._factory import form_args
+from msvision.weights.convert import is_pytorch_layout
+from msvision.weights.io import checkpoint_names
 
 LOG = logging.getLogger("msvision")
 AMP_DTYPES = {"float16": ms.float16, "bfloat16": ms.bfloat16}
 
 
-def check_model_options(model, pretrained=None, checkpoint_path=None, amp_level="O0", amp_dtype="float16"):
-    """The model options' mistakes, found before any data is read (no network access)."""
+def check_model_options(model, pretrained=None, checkpoint_path=None, amp_level="O0", amp_dtype="float16",
+                        model_args=None):
+    """The model options' mistakes, found before any data is read or anything written (no network access)."""
     if amp_dtype == "bfloat16" and amp_level == "O0":
         raise MsvisionError("amp_dtype bfloat16 needs amp_level O1, O2 or O3 (O0 runs float32)")
     if pretrained and checkpoint_path:
         raise MsvisionError("pretrained and ckpt_path both name initial weights: set one of them")
     if pretrained:
         published_weights(model, pretrained)  # a source without this model's weights
+    if model_args:  # the family's own arguments, tried on a model whose weights are never drawn
+        with no_init_parameters():
+            create_model(model, **model_args)
+    if checkpoint_path and os.path.isfile(checkpoint_path) and not is_pytorch_layout(checkpoint_path):
+        form_args(model, checkpoint_names(checkpoint_path), checkpoint_path, model_args=model_args)  # fused weights
 
 
 def build_model(model, num_classes, freeze_spec="none", amp_level="O0", amp_dtype="float16", pretrained=None,
@@ -32,7 +43,7 @@ def build_model(model, num_classes, freeze_spec="none", amp_level="O0", amp_dtyp
     """The model of a training run, ready for its optimizer (see the module docstring): create_model with its
     initial weights (pretrained or checkpoint_path, use_ema: the checkpoint's EMA weights, new_classifier: a fresh
     classifier where the weights' num_classes differs), then freeze_spec and amp_level applied."""
-    check_model_options(model, pretrained, checkpoint_path, amp_level, amp_dtype)
+    check_model_options(model, pretrained, checkpoint_path, amp_level, amp_dtype, model_args)
     net = create_model(model, pretrained=pretrained or False, checkpoint_path=checkpoint_path,
                        num_classes=num_classes, new_classifier=True if new_classifier else None, use_ema=use_ema,
                        **model_args)

@@ -72,6 +72,22 @@ def read_checkpoint(path, only=None):
     return {k: v for k, v in loaded.items() if k in wanted} if only else loaded
 
 
+def checkpoint_names(path):
+    """The entry names of a .ckpt, its tensors left unread (MindSpore loads only the first)."""
+    names = []
+
+    def choose(name):
+        names.append(name)
+        return len(names) == 1
+
+    try:
+        ms.load_checkpoint(path, choice_func=choose)
+    except (ValueError, RuntimeError, OSError):
+        raise MsvisionError(f"'{path}' is not a readable MindSpore checkpoint (truncated, corrupt or another "
+                            f"format)") from None
+    return names
+
+
 def ema_weights(ckpt, source):
     """The EMA weights of a resume checkpoint, under the model's names."""
     weights = {k[len("ema."):]: v for k, v in ckpt.items() if k.startswith("ema.")}
