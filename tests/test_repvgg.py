@@ -326,3 +326,27 @@ def test_readme_repvgg_example_runs_as_written():
     exec(compile(block, "README.md", "exec"), scope)  # pylint: disable=exec-used
     assert scope["fused"].deploy and not scope["net"].deploy
     assert scope["custom"].get_classifier().out_channels == 89 and len(scope["custom"].stage3) == 14
+
+
+def test_custom_l2_equals_the_official_formula(torch_reference):
+    """custom_l2 against the official get_custom_L2 written here in torch (ring of each 3x3 kernel plus the
+    equivalent centre point K3[c] t3 + K1 t1 normalised by t3^2 + t1^2, t = gamma / sqrt(var + eps))."""
+    from msvision.models.reparam import custom_l2
+
+    torch = torch_reference[0]
+    with no_init_parameters():
+        net = create_model("repvgg_a0", num_blocks=[1, 2, 1, 1], width_multiplier=[0.25, 0.25, 0.25, 0.25])
+    randomize_statistics(net, seed=5, weights=True)
+    weights = {p.name: torch.from_numpy(p.asnumpy().astype(np.float64)) for p in net.get_parameters()}
+    expected = 0.0
+    for prefix in ["stage0", "stage1.0", "stage2.0", "stage2.1", "stage3.0", "stage4.0"]:
+        k3, k1 = weights[f"{prefix}.rbr_dense.conv.weight"], weights[f"{prefix}.rbr_1x1.conv.weight"]
+        t3, t1 = (weights[f"{prefix}.{b}.bn.gamma"] / (weights[f"{prefix}.{b}.bn.moving_variance"] + 1e-5).sqrt()
+                  for b in ("rbr_dense", "rbr_1x1"))
+        t3, t1 = t3.reshape(-1, 1, 1, 1), t1.reshape(-1, 1, 1, 1)
+        circle = (k3 ** 2).sum() - (k3[:, :, 1:2, 1:2] ** 2).sum()
+        eq_kernel = k3[:, :, 1:2, 1:2] * t3 + k1 * t1
+        expected += float((eq_kernel ** 2 / (t3 ** 2 + t1 ** 2)).sum() + circle)
+    value = float(custom_l2(net).asnumpy())
+    print(f"custom L2 {value:.6g}, official formula (float64) {expected:.6g}")
+    assert abs(value - expected) <= 1e-5 * expected

@@ -3,7 +3,8 @@ import numpy as np
 import mindspore as ms
 
 from msvision.errors import MsvisionError
-from msvision.models.repvgg import RepVGG, reparameterize
+from msvision.models.reparam import reparameterize
+from msvision.models.repvgg import RepVGG
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 

@@ -1,0 +1,76 @@
+"""RepVGG's structural re-parameterisation: the fused copy of a trained net (each block one padded 3x3 conv with
+bias) and the official "custom L2" on the equivalent kernels."""
+import numpy as np
+import mindspore as ms
+from mindspore import ops
+from mindspore.nn.utils import no_init_parameters
+
+from msvision.errors import MsvisionError
+from msvision.models.layers import name_random_layers
+from msvision.models.repvgg import FUSED_MARKER, RepVGG
+
+
+def reparameterize(net):
+    """The fused copy of a RepVGG in eval mode: each block one padded 3x3 conv with bias (BatchNorm folded with its
+    running statistics, the 1x1 kernel padded to 3x3, the identity as a 3x3 kernel), SE and classifier copied."""
+    if not isinstance(net, RepVGG):
+        raise MsvisionError(f"only RepVGG models have a fused form; {type(net).__name__} has none")
+    if net.deploy:
+        return net
+    if net.training:
+        raise MsvisionError("fuse a RepVGG in eval mode (net.set_train(False)): the fused conv holds the running "
+                            "statistics, which train mode does not use")
+    with no_init_parameters():  # every parameter is set below
+        fused = name_random_layers(RepVGG(**net.arch, deploy=True))
+    for block, target in zip(net.blocks(), fused.blocks()):
+        kernel, bias = fused_kernel_bias(block)
+        target.rbr_reparam.weight.set_data(ms.Tensor(kernel.astype(np.float32)))
+        target.rbr_reparam.bias.set_data(ms.Tensor(bias.astype(np.float32)))
+    trained = {p.name: p for p in net.get_parameters()}
+    for param in fused.get_parameters():
+        if FUSED_MARKER not in f".{param.name}":
+            param.set_data(trained[param.name].value().copy())
+    fused.set_train(False)
+    fused.weights_source = getattr(net, "weights_source", None)
+    return fused
+
+
+def custom_l2(net):
+    """The official "custom L2" of a train-form RepVGG: per block, the 3x3 kernels' ring plus the equivalent centre
+    point K3[c] t3 + K1 t1, normalised by (t3^2 + t1^2), with t = gamma / sigma of the running statistics (held
+    constant). Used instead of plain weight decay on the branch kernels (loss += decay / 2 * custom_l2)."""
+    total = 0.0
+    for block in net.blocks():
+        dense, one = block.rbr_dense, block.rbr_1x1
+        k3, k1 = dense.conv.weight, one.conv.weight
+        t3 = ops.stop_gradient(dense.bn.gamma / ops.sqrt(dense.bn.moving_variance + dense.bn.eps)).reshape(-1, 1, 1, 1)
+        t1 = ops.stop_gradient(one.bn.gamma / ops.sqrt(one.bn.moving_variance + one.bn.eps)).reshape(-1, 1, 1, 1)
+        centre = k3[:, :, 1:2, 1:2]
+        ring = (k3 ** 2).sum() - (centre ** 2).sum()
+        equivalent = centre * t3 + k1 * t1
+        total = total + ring + (equivalent ** 2 / (t3 ** 2 + t1 ** 2)).sum()
+    return total
+
+
+def fused_kernel_bias(block):
+    """The one 3x3 kernel and bias (float64) equal to a train-form block's branches with their running statistics."""
+    kernel, bias = _fold(block.rbr_dense.conv.weight.asnumpy(), block.rbr_dense.bn)
+    kernel_1x1, bias_1x1 = _fold(block.rbr_1x1.conv.weight.asnumpy(), block.rbr_1x1.bn)
+    kernel[:, :, 1:2, 1:2] += kernel_1x1
+    bias += bias_1x1
+    if block.has_identity:
+        channels = kernel.shape[0]
+        per_group = kernel.shape[1]
+        identity = np.zeros(kernel.shape)
+        identity[np.arange(channels), np.arange(channels) % per_group, 1, 1] = 1.0
+        kernel_id, bias_id = _fold(identity, block.rbr_identity)
+        kernel += kernel_id
+        bias += bias_id
+    return kernel, bias
+
+
+def _fold(kernel, bn):
+    """(kernel * gamma / sigma, beta - mean * gamma / sigma) in float64, sigma = sqrt(running var + eps)."""
+    scale = bn.gamma.asnumpy().astype(np.float64) / np.sqrt(bn.moving_variance.asnumpy().astype(np.float64) + bn.eps)
+    shift = bn.beta.asnumpy().astype(np.float64) - bn.moving_mean.asnumpy().astype(np.float64) * scale
+    return kernel.astype(np.float64) * scale[:, None, None, None], shift
