@@ -2,8 +2,8 @@
 
 Builds a long-tailed version of the demo digits (training images per class falling exponentially from 150 to 3,
 imbalance 50; 25 validation images of every class), trains the demo recipe on it with no imbalance handling,
-sampler class_balanced, class_weight inverse and logit_adjust_tau 1, each seed in its own process, and prints the
-final epoch's top-1, balanced accuracy and worst-class accuracy (mean over the seeds last).
+sampler class_balanced, class_weight inverse, logit_adjust_tau 1, loss bce and loss eqlv2, each seed in its own
+process, and prints the final epoch's top-1, balanced accuracy and worst-class accuracy (mean over the seeds last).
 """
 import argparse
 import os
@@ -20,6 +20,8 @@ SETTINGS = {
     "sampler class_balanced": ["--sampler", "class_balanced"],
     "class_weight inverse": ["--class_weight", "inverse"],
     "logit_adjust_tau 1": ["--logit_adjust_tau", "1"],
+    "loss bce": ["--loss", "bce"],
+    "loss eqlv2": ["--loss", "eqlv2"],
 }
 COLUMNS = ("val_top1", "val_balanced_accuracy", "val_worst_class_accuracy")
 

@@ -83,6 +83,14 @@ def test_cli_overrides_yaml_which_overrides_defaults(tmp_path):
     ("std: [0.5, 0.5, 0]\n", "'std' must be > 0.0, got 0"),
     ("scheduler: htd\nhtd_lower: 3\n", "htd_lower (3) must be below htd_upper (3): with L >= U the htd rate rises"),
     ("htd_lower: 4\nhtd_upper: -2\n", "htd_lower (4) must be below htd_upper (-2)"),
+    ("loss: focal\n", "'loss' must be one of ce, bce, eqlv2, got 'focal'"),
+    ("bce_target_thresh: 1.0\n", "'bce_target_thresh' must be in (0.0, 1.0), got 1.0"),
+    ("eqlv2_gamma: 0\n", "'eqlv2_gamma' must be > 0.0, got 0"),
+    ("eqlv2_mu: -0.1\n", "'eqlv2_mu' must be >= 0.0, got -0.1"),
+    ("eqlv2_alpha: -1\n", "'eqlv2_alpha' must be >= 0.0, got -1"),
+    ("model_args: [2, 2]\n", "'model_args' must be a mapping (on the command line: a JSON object), got [2, 2]"),
+    ("model_args:\n  num_classes: 3\n", "model_args key 'num_classes' is an option of its own: set num_classes "
+                                        "directly, not inside model_args"),
 ])
 def test_yaml_mistakes_are_named(tmp_path, text, message):
     with pytest.raises(MsvisionError) as err:

@@ -21,9 +21,9 @@ from tests.conftest import (REPO_ROOT, error_line, checkpoint_arrays, latest_che
                             msrun_command, run_cli, run_msrun)
 
 # Every source of randomness on (crop, flips, RandAugment with magnitude noise, Cutout, random erasing, mixup and
-# cutmix, dropout), with EMA, a dynamic loss scale, mid-epoch checkpoints and 2 pipeline worker processes: a resumed
-# run must still end bit-identical to an uninterrupted one.
-RESUMABLE = tiny_run(scale=(0.5, 1), hflip=0.5, vflip=0.2, auto_augment="randaug-m9-n2-mstd0.5", cutout_length=8,
+# cutmix, dropout), with EMA, a dynamic loss scale, EQLv2's gradient statistics, mid-epoch checkpoints and 2 pipeline
+# worker processes: a resumed run must still end bit-identical to an uninterrupted one.
+RESUMABLE = tiny_run(loss="eqlv2", scale=(0.5, 1), hflip=0.5, vflip=0.2, auto_augment="randaug-m9-n2-mstd0.5", cutout_length=8,
                      re_prob=0.5, re_value="random", mixup=0.2, cutmix=1.0, mixup_prob=0.8, drop_rate=0.3,
                      drop_path_rate=0.2, crop_pct=1, epoch_size=3, lr=0.05, warmup_epochs=1, ema=True, ema_decay=0.9,
                      loss_scale_type="dynamic", loss_scale=1024, ckpt_save_steps=2, keep_checkpoint_max=2,
@@ -41,6 +41,8 @@ def compare_states(resumed, uninterrupted):
     moment_diff = max_relative(resumed, uninterrupted, [k for k in uninterrupted if k.startswith("optim.")])
     for key in ("state.epoch", "state.samples_in_epoch", "state.loss_scale", "state.loss_scale_counter"):
         assert resumed.get(key) == uninterrupted.get(key), key
+    for key in [k for k in uninterrupted if k.startswith("state.eqlv2.")]:  # the loss's training state
+        assert np.array_equal(resumed[key], uninterrupted[key]), key
     return weight_diff, moment_diff
 
 
@@ -108,6 +110,7 @@ def test_sigkill_and_resume_is_exact_standalone(tmp_path, image_folder, case):
     resumed = re.search(rf"resumed from \S+: epoch (\d+), batch (\d+) of {steps}", out)
     assert resumed and int(resumed.group(2)) == entry["global_step"] % steps > 0, out[-2000:]
     weights, moments = compare_states(latest_state(interrupted), latest_state(tmp_path / "straight"))
+    assert ("state.eqlv2.pos_grad" in latest_state(interrupted)) == (case == "every random op")
     print(f"{case}: killed after the checkpoint at step {entry['global_step']} (epoch {resumed.group(1)}, batch "
           f"{resumed.group(2)} of {steps}); resumed vs uninterrupted: weights {weights:.2e}, moments {moments:.2e}")
     assert weights == 0.0 and moments == 0.0

@@ -321,7 +321,8 @@ def test_readme_repvgg_example_runs_as_written():
     with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as handle:
         text = handle.read()
     section = text[text.index("### RepVGG: two forms"):]
-    block = section[section.index("```python\n") + len("```python\n"):section.index("\n```", section.index("```python"))]
+    start = section.index("```python\n") + len("```python\n")
+    block = section[start:section.index("\n```", start)]
     scope = {"msvision": msvision}
     exec(compile(block, "README.md", "exec"), scope)  # pylint: disable=exec-used
     assert scope["fused"].deploy and not scope["net"].deploy
@@ -350,3 +351,15 @@ def test_custom_l2_equals_the_official_formula(torch_reference):
     value = float(custom_l2(net).asnumpy())
     print(f"custom L2 {value:.6g}, official formula (float64) {expected:.6g}")
     assert abs(value - expected) <= 1e-5 * expected
+
+
+def test_freeze_counts_repvgg_stages():
+    """freeze: N freezes stage0 with stage1, then one stage each (as the VoVNets' stem with their first stage)."""
+    from msvision.train.model import freeze
+
+    with no_init_parameters():
+        net = create_model("repvgg_a0", num_blocks=[1, 1, 1, 1], width_multiplier=[0.25, 0.25, 0.25, 0.25])
+    frozen = freeze(net, "2", "repvgg_a0")
+    assert frozen == [net.stage0, net.stage1, net.stage2]
+    training = {p.name.split(".")[0] for p in net.trainable_params()}
+    assert training == {"stage3", "stage4", "linear"}

@@ -77,20 +77,28 @@ def single_process_run(tmp_path_factory, image_folder):
 
 
 @pytest.mark.slow
-def test_msrun_two_workers_equal_one_process(tmp_path, image_folder, free_port, single_process_run):
-    single, double = single_process_run, tmp_path / "double"
+def test_msrun_two_workers_equal_one_process(tmp_path, image_folder, free_port):
+    """With loss eqlv2, whose gradient statistics each rank adds from its own half of the batch and the ranks sum:
+    two workers at batch 8 end with one process's weights and statistics at batch 16."""
+    single, double = tmp_path / "single", tmp_path / "double"
+    run_cli(["train.py", "--data_dir", image_folder, "--batch_size", "16", "--ckpt_save_dir", single, "--loss",
+             "eqlv2"] + EXACT)
     run_msrun(tmp_path / "logs", free_port, "train.py", "--data_dir", image_folder, "--batch_size", "8",
-              "--ckpt_save_dir", double, *EXACT)
+              "--ckpt_save_dir", double, "--loss", "eqlv2", *EXACT)
     one, two, init = final_weights(single), final_weights(double), initial_vgg11()
     difference, moved = max_relative(two, one), max_relative(one, init)
-    print(f"2 workers vs 1 process: max relative weight difference {difference:.2e} (weights moved {moved:.2e})")
-    assert difference <= 1e-5 and moved > 100 * difference
+    statistics = max_relative(latest_state(double), latest_state(single), ["state.eqlv2.pos_grad",
+                                                                           "state.eqlv2.neg_grad"])
+    print(f"2 workers vs 1 process: max relative weight difference {difference:.2e} (weights moved {moved:.2e}), "
+          f"EQLv2 statistics {statistics:.2e}")
+    assert difference <= 1e-5 and moved > 100 * difference and statistics <= 1e-6
     assert lr_line(single) == lr_line(double) == ("0.01", "16")
 
     # two "nodes" of one worker each on loopback: node 0 through the launcher (msrun starts the scheduler), node 1's
     # worker joins it directly (on one host, node 1's own msrun would try to start a second scheduler on the port)
     nodes = tmp_path / "nodes"
-    train = ["train.py", "--data_dir", image_folder, "--batch_size", "8", "--ckpt_save_dir", str(nodes)] + EXACT
+    train = ["train.py", "--data_dir", image_folder, "--batch_size", "8", "--ckpt_save_dir", str(nodes), "--loss",
+             "eqlv2"] + EXACT
     env = dict(os.environ, NODES="2", NODE_RANK="0", MASTER_PORT=str(free_port + 1), BIND_CORE="False",
                LOG_DIR=str(tmp_path / "node_logs"))
     node0 = subprocess.Popen(["bash", "scripts/launch_distributed.sh", "1"] + train[1:], cwd=REPO_ROOT, env=env,

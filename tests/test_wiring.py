@@ -158,3 +158,27 @@ def test_defaults_equal_the_anchors_and_the_readme():
     assert {"htd_lower", "htd_upper", "class_weight_beta"} <= set(checked), checked
     for name, value in checked.items():
         assert OPTIONS[name].default == pytest.approx(value), (name, value)
+
+
+def test_sigmoid_loss_options_reach_the_trainers_loss(trainer, long_tail):
+    """loss eqlv2 with its gamma, mu and alpha: the run's first-step loss is the formula's (ratio 1 before any
+    statistics: negative weight 1 / (1 + exp(-gamma (1 - mu))), positive 1 + alpha (1 - that)), and its statistics
+    are checkpoint entries; loss bce with a target threshold: timm's formula on thresholded smoothed targets."""
+    rng = np.random.default_rng(1)
+    logits, labels = rng.standard_normal((12, 4)).astype(np.float32), rng.integers(0, 4, 12)
+    targets = np.eye(4)[labels]
+    bce = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
+    built = trainer(long_tail, loss="eqlv2", eqlv2_gamma=6.0, eqlv2_mu=0.5, eqlv2_alpha=2.0)
+    negative = 1 / (1 + np.exp(-6.0 * (1 - 0.5)))
+    weights = (1 + 2.0 * (1 - negative)) * targets + negative * (1 - targets)
+    ours = float(built.step.net_with_loss.loss_fn(ms.Tensor(logits), ms.Tensor(labels.astype(np.int32))).asnumpy())
+    reference = (bce * weights).sum() / len(labels)
+    assert abs(ours - reference) <= 1e-6 * reference, (ours, reference)
+    assert {"state.eqlv2.pos_grad", "state.eqlv2.neg_grad", "state.eqlv2.collected"} <= \
+        {entry["name"] for entry in built.state._entries()}
+    built = trainer(long_tail, loss="bce", label_smoothing=0.2, bce_target_thresh=0.1)
+    smoothed = np.full((12, 4), 0.2 / 4) + targets * 0.8
+    hard = (smoothed > 0.1).astype(np.float64)
+    reference = (np.maximum(logits, 0) - logits * hard + np.log1p(np.exp(-np.abs(logits)))).mean()
+    ours = float(built.step.net_with_loss.loss_fn(ms.Tensor(logits), ms.Tensor(labels.astype(np.int32))).asnumpy())
+    assert abs(ours - reference) <= 1e-6 * reference, (ours, reference)

@@ -1,7 +1,8 @@
 """Model throughput: msvision vs timm (torch) vs MindCV, each measured in its own subprocess.
 
 A worker builds one model, times full training steps (forward, backward, SGD with momentum 0.9) and inference on a
-fixed random batch, and prints one tagged JSON line; run() runs the workers side by side and prints the table.
+fixed random batch, and prints one tagged JSON line; run() runs the workers side by side and prints the table. A
+RepVGG trains in its train form and infers in its fused form (as deployed), in msvision and in timm.
 """
 import os
 
@@ -16,6 +17,8 @@ def worker_msvision(opts, library="msvision"):
 
     import msvision  # noqa: F401  (CPU speed setting unless the environment already chose)
     from msvision.models.complexity import count_macs, count_params
+    from msvision.models.reparam import reparameterize
+    from msvision.models.repvgg import RepVGG
     from msvision.optim.factory import create_optimizer
     from msvision.train.step import TrainStep
 
@@ -44,6 +47,8 @@ def worker_msvision(opts, library="msvision"):
     net.set_train(True)
     first, per_step = timed(step_fn, opts.warmup, opts.steps)
     net.set_train(False)
+    if isinstance(net, RepVGG):
+        net = reparameterize(net)
     infer_first, per_infer = timed(lambda: net(images).asnumpy(), opts.warmup, opts.steps)
     return dict(params_m=params / 1e6, gmacs=macs / 1e9, compile_s=max(first - per_step, 0.0),
                 train_ips=opts.batch_size / per_step, infer_ips=opts.batch_size / per_infer, peak_mb=peak_mb(),
@@ -76,11 +81,15 @@ def worker_timm(opts):
         with torch.inference_mode():
             return model(images).sum().item()
 
+    params = sum(p.numel() for p in model.parameters())  # the train form's
     model.train()
     first, per_step = timed(train_step, opts.warmup, opts.steps)
     model.eval()
+    if opts.model.startswith("repvgg"):
+        from timm.utils.model import reparameterize_model
+        model = reparameterize_model(model)
     _, per_infer = timed(infer, opts.warmup, opts.steps)
-    return dict(params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=None, compile_s=0.0,
+    return dict(params_m=params / 1e6, gmacs=None, compile_s=0.0,
                 train_ips=opts.batch_size / per_step, infer_ips=opts.batch_size / per_infer, peak_mb=peak_mb(),
                 isa=f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 

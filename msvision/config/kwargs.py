@@ -103,7 +103,9 @@ def augment_check_kwargs(cfg):
     return dict(epoch_size=cfg.epoch_size, mixup_off_epoch=cfg.mixup_off_epoch, **augment_kwargs(cfg))
 
 
-def loss_kwargs(cfg):
-    """train.loss.build_loss's arguments but the class counts."""
-    return dict(label_smoothing=cfg.label_smoothing, class_weight=cfg.class_weight,
-                class_weight_beta=cfg.class_weight_beta, logit_adjust_tau=cfg.logit_adjust_tau)
+def loss_kwargs(cfg, world_size=1):
+    """train.loss.build_loss's arguments but the class counts, for a run on world_size devices."""
+    return dict(loss=cfg.loss, label_smoothing=cfg.label_smoothing, class_weight=cfg.class_weight,
+                class_weight_beta=cfg.class_weight_beta, logit_adjust_tau=cfg.logit_adjust_tau,
+                bce_target_thresh=cfg.bce_target_thresh, eqlv2_gamma=cfg.eqlv2_gamma, eqlv2_mu=cfg.eqlv2_mu,
+                eqlv2_alpha=cfg.eqlv2_alpha, parallel=world_size > 1)

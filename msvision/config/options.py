@@ -99,6 +99,16 @@ OPTIONS = _opts(
       choices=("none", "inverse", "sqrt_inverse", "effective_number")),
     O("class_weight_beta", float, 0.999, "beta of class_weight effective_number", low=0.0, high=1.0, open_low=True,
       open_high=True),
+    O("loss", str, "ce", "ce (softmax cross-entropy), bce (timm's binary cross-entropy over all classes) or eqlv2 "
+      "(Equalization Loss v2: sigmoid BCE whose per-class positive and negative weights follow the accumulated "
+      "gradient ratio)", choices=("ce", "bce", "eqlv2")),
+    O("bce_target_thresh", float, None, "bce: targets above this become 1, the others 0 (timm's "
+      "--bce-target-thresh); null keeps soft targets", low=0.0, high=1.0, open_low=True, open_high=True,
+      nullable=True),
+    O("eqlv2_gamma", float, 12.0, "eqlv2: steepness of the negative weight f(r) = 1 / (1 + exp(-gamma (r - mu)))",
+      low=0.0, open_low=True),
+    O("eqlv2_mu", float, 0.8, "eqlv2: the gradient ratio r at which the negative weight is 0.5", low=0.0),
+    O("eqlv2_alpha", float, 4.0, "eqlv2: positive weight 1 + alpha (1 - f(r))", low=0.0),
     O("logit_adjust_tau", float, 0.0, "logit-adjusted loss: training logits + tau * log(class prior); 0 = off "
       "(evaluation and export are unchanged)", low=0.0),
     # model
@@ -119,7 +129,8 @@ OPTIONS = _opts(
     O("ckpt_ema", bool, False, "with ckpt_path: start from the checkpoint's EMA weights (a second run, 1e100 style)"),
     O("reset_head", bool, False, "with ckpt_path: re-initialise a classifier whose num_classes differs"),
     O("freeze", str, "none", "fine-tuning: none, backbone (all but the classifier) or N (the stem and the first N "
-      "stages of a VoVNet / conv blocks of a VGG); frozen parts get no update and keep their BatchNorm statistics",
+      "stages of a VoVNet or RepVGG / conv blocks of a VGG); frozen parts get no update and keep their BatchNorm "
+      "statistics",
       int_as_str=True),
     O("head_lr_scale", float, 1.0, "learning-rate multiplier for the classifier (the layer reset_head replaces)",
       low=0.0, open_low=True),

@@ -89,7 +89,7 @@ class Trainer:
             else args.resume)
         self.net = build_model(**model_kwargs(args, initial_weights=not self.resume_from))  # a resume: its own
         self.class_counts = class_counts(self.train_split)
-        loss_fn, self.loss_note = build_loss(self.class_counts, **loss_kwargs(args))
+        loss_fn, self.loss_note = build_loss(self.class_counts, **loss_kwargs(args, self.world))
         self.optimizer = create_optimizer(self.net, lr=self.lrs, head_prefix=get_pretrained_cfg(args.model).classifier,
                                           **optimizer_kwargs(args))
         self.step = TrainStep(self.net, loss_fn, self.optimizer, parallel=self.world > 1, world_size=self.world,

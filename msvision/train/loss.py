@@ -1,4 +1,5 @@
-"""The training loss: cross-entropy with label smoothing, optional per-class weights and logit adjustment.
+"""The training loss: cross-entropy (or a sigmoid loss: BCE, EQLv2, see sigmoid_loss.py) with label smoothing,
+optional per-class weights and logit adjustment.
 
 Class weights come from the training split's counts n_c and are normalised to mean 1 over the classes:
   inverse 1/n_c, sqrt_inverse 1/sqrt(n_c), effective_number (1 - beta) / (1 - beta^n_c) (Cui et al., 2019).
@@ -14,6 +15,7 @@ import mindspore as ms
 from mindspore import nn
 
 from msvision.errors import MsvisionError
+from msvision.train.sigmoid_loss import EqualizationLossV2, SigmoidLoss
 
 
 def class_weights(counts, kind, beta=0.999):
@@ -53,6 +55,7 @@ class ClassificationLoss(nn.Cell):
         weight = None if weights is None else ms.Tensor(weights, ms.float32)
         self.cross_entropy = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         self.offsets = None if offsets is None else ms.Tensor(offsets.reshape(1, -1), ms.float32)
+        self.state = ()  # parameters that are training state (none)
 
     def construct(self, logits, labels):
         if self.offsets is not None:
@@ -60,19 +63,37 @@ class ClassificationLoss(nn.Cell):
         return self.cross_entropy(logits, labels)
 
 
-def build_loss(counts, label_smoothing=0.0, class_weight="none", class_weight_beta=0.999, logit_adjust_tau=0.0):
-    """The loss of a run (counts: training images per class) and a one-line description of its imbalance settings
-    (None when there are none)."""
+def build_loss(counts, loss="ce", label_smoothing=0.0, class_weight="none", class_weight_beta=0.999,
+               logit_adjust_tau=0.0, bce_target_thresh=None, eqlv2_gamma=12.0, eqlv2_mu=0.8, eqlv2_alpha=4.0,
+               parallel=False):
+    """The loss of a run (counts: training images per class; parallel: a data-parallel run, whose EQLv2 statistics
+    are summed over the ranks) and a one-line description of its imbalance settings (None when there are none)."""
+    if loss == "eqlv2" and class_weight != "none":
+        raise MsvisionError(f"loss eqlv2 weighs each class from its own gradient statistics: class_weight must be "
+                            f"none, got '{class_weight}'")
     weights = class_weights(counts, class_weight, class_weight_beta)
     offsets = logit_offsets(counts, logit_adjust_tau)
-    parts = []
+    parts = [] if loss == "ce" else [_describe_sigmoid(loss, bce_target_thresh, eqlv2_gamma, eqlv2_mu, eqlv2_alpha)]
     if weights is not None:
         beta = f" (beta {class_weight_beta:g})" if class_weight == "effective_number" else ""
         parts.append(f"class_weight {class_weight}{beta}: weights {weights.min():.3g} to {weights.max():.3g} "
                      f"(mean 1; {_listing(weights)})")
     if offsets is not None:
         parts.append(f"logit_adjust_tau {logit_adjust_tau:g}: training logits + {_listing(offsets)}")
-    return ClassificationLoss(label_smoothing, weights, offsets), "; ".join(parts) or None
+    if loss == "eqlv2":
+        loss_fn = EqualizationLossV2(len(counts), eqlv2_gamma, eqlv2_mu, eqlv2_alpha, label_smoothing, offsets,
+                                     parallel)
+    elif loss == "bce":
+        loss_fn = SigmoidLoss(len(counts), label_smoothing, bce_target_thresh, weights, offsets)
+    else:
+        loss_fn = ClassificationLoss(label_smoothing, weights, offsets)
+    return loss_fn, "; ".join(parts) or None
+
+
+def _describe_sigmoid(loss, threshold, gamma, mu, alpha):
+    if loss == "eqlv2":
+        return f"loss eqlv2 (gamma {gamma:g}, mu {mu:g}, alpha {alpha:g})"
+    return "loss bce" + (f" (targets above {threshold:g} -> 1)" if threshold is not None else "")
 
 
 def _listing(values, limit=10):

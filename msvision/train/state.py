@@ -64,7 +64,8 @@ class RunState:
         return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
 
     def _entries(self):
-        """Everything a resume needs, as checkpoint entries: model, optimizer moments and counters, scaler, EMA."""
+        """Everything a resume needs, as checkpoint entries: model, optimizer moments and counters, scaler, EMA, the
+        loss's state."""
         net, step = self.net, self.step
         model_names = {p.name for p in net.get_parameters()}
         entries = [{"name": p.name, "data": p} for p in net.get_parameters()]
@@ -76,6 +77,7 @@ class RunState:
                         {"name": "state.loss_scale_counter", "data": step.scaler.counter}]
         if step.ema is not None:
             entries += [{"name": e.name, "data": e} for e in step.ema]
+        entries += [{"name": p.name, "data": p} for p in step.loss_state]
         return entries
 
     def _append_dict(self, epoch_loss):
@@ -112,6 +114,7 @@ class RunState:
         if step.dynamic:
             targets.update({"state.loss_scale": step.scaler.scale_value,
                             "state.loss_scale_counter": step.scaler.counter})
+        targets.update({p.name: p for p in step.loss_state})
         for name, param in targets.items():
             if name in ckpt and tuple(ckpt[name].shape) == tuple(param.shape):
                 param.set_data(ms.Tensor(ckpt[name].asnumpy(), param.dtype))

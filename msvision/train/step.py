@@ -85,6 +85,8 @@ class TrainStep(nn.Cell):
                  clip_value=15.0, grad_accum_steps=1, ema=False, ema_decay=0.9999, parallel=False, world_size=1):
         super().__init__(auto_prefix=False)
         self.net_with_loss = NetWithLoss(net, loss_fn)
+        self.loss_state = tuple(getattr(loss_fn, "state", ()))  # the loss's training state (EQLv2's statistics)
+        self.loss_statistics = getattr(loss_fn, "statistics", None)  # adds a step's part after the backward
         self.optimizer = optimizer
         self.weights = optimizer.parameters
         self.dynamic = loss_scale_type == "dynamic"
@@ -170,6 +172,8 @@ class TrainStep(nn.Cell):
             loss, grads = self.loss_and_grads(images, labels)
             grads = self.reducer(grads)
         loss = ops.depend(loss, ops.assign_add(self.rng_counter, self.rng_stride))
+        if self.loss_statistics is not None:
+            loss = ops.depend(loss, self.loss_statistics())
         if self.accum is not None:
             grads = ops.depend(grads, self.hyper_map(ops.partial(_accumulate, self.accum_scale), self.accum, grads))
             if not apply:
