@@ -330,10 +330,8 @@ def test_readme_repvgg_example_runs_as_written():
 
 
 def test_custom_l2_equals_the_official_formula(torch_reference):
-    """custom_l2 against the official get_custom_L2 written here in torch (ring of each 3x3 kernel plus the
+    """RepVGG.custom_l2 against the official get_custom_L2 written here in torch (ring of each 3x3 kernel plus the
     equivalent centre point K3[c] t3 + K1 t1 normalised by t3^2 + t1^2, t = gamma / sqrt(var + eps))."""
-    from msvision.models.reparam import custom_l2
-
     torch = torch_reference[0]
     with no_init_parameters():
         net = create_model("repvgg_a0", num_blocks=[1, 2, 1, 1], width_multiplier=[0.25, 0.25, 0.25, 0.25])
@@ -348,7 +346,7 @@ def test_custom_l2_equals_the_official_formula(torch_reference):
         circle = (k3 ** 2).sum() - (k3[:, :, 1:2, 1:2] ** 2).sum()
         eq_kernel = k3[:, :, 1:2, 1:2] * t3 + k1 * t1
         expected += float((eq_kernel ** 2 / (t3 ** 2 + t1 ** 2)).sum() + circle)
-    value = float(custom_l2(net).asnumpy())
+    value = float(net.custom_l2().asnumpy())
     print(f"custom L2 {value:.6g}, official formula (float64) {expected:.6g}")
     assert abs(value - expected) <= 1e-5 * expected
 

@@ -10,7 +10,7 @@ import mindspore as ms
 import pytest
 from mindspore import nn
 
-from msvision import device
+from msvision import MsvisionError, device
 from msvision.config.kwargs import augment_kwargs, split_kwargs, train_loader_kwargs
 from msvision.config.options import OPTIONS
 from msvision.config.parse import parse_config
@@ -182,3 +182,23 @@ def test_sigmoid_loss_options_reach_the_trainers_loss(trainer, long_tail):
     reference = (np.maximum(logits, 0) - logits * hard + np.log1p(np.exp(-np.abs(logits)))).mean()
     ours = float(built.step.net_with_loss.loss_fn(ms.Tensor(logits), ms.Tensor(labels.astype(np.int32))).asnumpy())
     assert abs(ours - reference) <= 1e-6 * reference, (ours, reference)
+
+
+def test_repvgg_custom_l2_reaches_the_optimizer_and_the_loss(trainer, long_tail):
+    """repvgg_custom_l2: the branch kernels leave the decayed groups (the classifier and identity-free parameters
+    keep their decay), and the step's loss is the loss plus weight_decay / 2 x the net's custom L2."""
+    tiny = '{"num_blocks": [1, 1, 1, 1], "width_multiplier": [0.25, 0.25, 0.25, 0.25]}'
+    built = trainer(long_tail, model="repvgg_a0", model_args=tiny, repvgg_custom_l2=True, weight_decay=0.01)
+    decay = {p.name: float(d.asnumpy()) for p, d in zip(built.optimizer.parameters, built.optimizer.weight_decay)}
+    assert decay["stage1.0.rbr_dense.conv.weight"] == decay["stage1.0.rbr_1x1.conv.weight"] == 0.0
+    assert decay["linear.weight"] == np.float32(0.01)
+    rng = np.random.default_rng(2)
+    images = ms.Tensor(rng.standard_normal((4, 3, 32, 32)).astype(np.float32))
+    labels = ms.Tensor(np.array([0, 1, 2, 3], np.int32))
+    net_with_loss = built.step.net_with_loss
+    plain = float(net_with_loss.loss_fn(built.net(images), labels).asnumpy())
+    l2 = float(built.net.custom_l2().asnumpy())
+    assert abs(float(net_with_loss(images, labels).asnumpy()) - (plain + 0.005 * l2)) <= 1e-6 * (plain + 0.005 * l2)
+    with pytest.raises(MsvisionError, match="^repvgg_custom_l2 acts on the branches of a train-form RepVGG; vgg11 "
+                                            "has none: set it false$"):
+        trainer(long_tail, model="vgg11", repvgg_custom_l2=True)

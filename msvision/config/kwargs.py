@@ -2,6 +2,10 @@
 of each library call, as timm's `optimizer_kwargs(cfg=args)`: nothing below the entry points reads the Namespace."""
 
 
+# RepVGG's custom L2 replaces the plain decay of these kernels (the official --custwd)
+REPVGG_BRANCH_KERNELS = (".rbr_dense.conv.weight", ".rbr_1x1.conv.weight")
+
+
 def model_kwargs(cfg, initial_weights=True):
     """train.model.build_model's arguments; initial_weights False (a resumed run, which brings its own weights)
     leaves out pretrained and ckpt_path."""
@@ -20,7 +24,7 @@ def model_kwargs(cfg, initial_weights=True):
 def model_check_kwargs(cfg):
     """train.model.check_model_options's arguments."""
     return dict(model=cfg.model, pretrained=cfg.pretrained, checkpoint_path=cfg.ckpt_path, amp_level=cfg.amp_level,
-                amp_dtype=cfg.amp_dtype, model_args=cfg.model_args)
+                amp_dtype=cfg.amp_dtype, model_args=cfg.model_args, custom_l2=cfg.repvgg_custom_l2)
 
 
 def optimizer_kwargs(cfg):
@@ -28,7 +32,8 @@ def optimizer_kwargs(cfg):
     return dict(opt=cfg.opt, weight_decay=cfg.weight_decay, momentum=cfg.momentum, nesterov=cfg.nesterov,
                 betas=cfg.opt_betas, eps=cfg.opt_eps, rmsprop_alpha=cfg.rmsprop_alpha,
                 lars_coefficient=cfg.lars_coefficient, lars_eps=cfg.lars_eps,
-                weight_decay_filter=cfg.weight_decay_filter, head_lr_scale=cfg.head_lr_scale)
+                weight_decay_filter=cfg.weight_decay_filter, head_lr_scale=cfg.head_lr_scale,
+                decay_exempt=REPVGG_BRANCH_KERNELS if cfg.repvgg_custom_l2 else ())
 
 
 def lr_scaling_kwargs(cfg, world_size):
@@ -49,7 +54,8 @@ def schedule_kwargs(cfg):
 def step_kwargs(cfg):
     """train.step.TrainStep's arguments (the net, loss, optimizer and the devices are the caller's)."""
     return dict(loss_scale_type=cfg.loss_scale_type, loss_scale=cfg.loss_scale, clip_grad=cfg.clip_grad,
-                clip_value=cfg.clip_value, grad_accum_steps=cfg.grad_accum_steps, ema=cfg.ema, ema_decay=cfg.ema_decay)
+                clip_value=cfg.clip_value, grad_accum_steps=cfg.grad_accum_steps, ema=cfg.ema, ema_decay=cfg.ema_decay,
+                custom_l2=cfg.weight_decay / 2 if cfg.repvgg_custom_l2 else 0.0)
 
 
 def device_kwargs(cfg):

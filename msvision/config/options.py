@@ -132,6 +132,8 @@ OPTIONS = _opts(
       "stages of a VoVNet or RepVGG / conv blocks of a VGG); frozen parts get no update and keep their BatchNorm "
       "statistics",
       int_as_str=True),
+    O("repvgg_custom_l2", bool, False, "RepVGG: the official custom L2 (--custwd): no weight decay on the 3x3 / 1x1 "
+      "branch kernels, weight_decay / 2 x the decay of their equivalent fused kernels added to the loss instead"),
     O("head_lr_scale", float, 1.0, "learning-rate multiplier for the classifier (the layer reset_head replaces)",
       low=0.0, open_low=True),
     # schedule and optimizer

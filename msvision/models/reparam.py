@@ -1,8 +1,7 @@
 """RepVGG's structural re-parameterisation: the fused copy of a trained net (each block one padded 3x3 conv with
-bias) and the official "custom L2" on the equivalent kernels."""
+bias)."""
 import numpy as np
 import mindspore as ms
-from mindspore import ops
 from mindspore.nn.utils import no_init_parameters
 
 from msvision.errors import MsvisionError
@@ -33,23 +32,6 @@ def reparameterize(net):
     fused.set_train(False)
     fused.weights_source = getattr(net, "weights_source", None)
     return fused
-
-
-def custom_l2(net):
-    """The official "custom L2" of a train-form RepVGG: per block, the 3x3 kernels' ring plus the equivalent centre
-    point K3[c] t3 + K1 t1, normalised by (t3^2 + t1^2), with t = gamma / sigma of the running statistics (held
-    constant). Used instead of plain weight decay on the branch kernels (loss += decay / 2 * custom_l2)."""
-    total = 0.0
-    for block in net.blocks():
-        dense, one = block.rbr_dense, block.rbr_1x1
-        k3, k1 = dense.conv.weight, one.conv.weight
-        t3 = ops.stop_gradient(dense.bn.gamma / ops.sqrt(dense.bn.moving_variance + dense.bn.eps)).reshape(-1, 1, 1, 1)
-        t1 = ops.stop_gradient(one.bn.gamma / ops.sqrt(one.bn.moving_variance + one.bn.eps)).reshape(-1, 1, 1, 1)
-        centre = k3[:, :, 1:2, 1:2]
-        ring = (k3 ** 2).sum() - (centre ** 2).sum()
-        equivalent = centre * t3 + k1 * t1
-        total = total + ring + (equivalent ** 2 / (t3 ** 2 + t1 ** 2)).sum()
-    return total
 
 
 def fused_kernel_bias(block):

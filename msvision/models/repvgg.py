@@ -69,6 +69,17 @@ class RepVGGBlock(nn.Cell):
             self.se = SqueezeExcite(out_channels, out_channels // 16)
         self.nonlinearity = nn.ReLU()
 
+    def custom_l2(self):
+        """The official "custom L2" of a train-form block: the 3x3 kernel's ring plus the equivalent centre point
+        K3[c] t3 + K1 t1 normalised by (t3^2 + t1^2), t = gamma / sigma of the running statistics (held constant)."""
+        dense, one = self.rbr_dense, self.rbr_1x1
+        t3 = ops.stop_gradient(dense.bn.gamma / ops.sqrt(dense.bn.moving_variance + dense.bn.eps)).reshape(-1, 1, 1, 1)
+        t1 = ops.stop_gradient(one.bn.gamma / ops.sqrt(one.bn.moving_variance + one.bn.eps)).reshape(-1, 1, 1, 1)
+        k3 = dense.conv.weight
+        centre = k3[:, :, 1:2, 1:2]
+        equivalent = centre * t3 + one.conv.weight * t1
+        return (k3 ** 2).sum() - (centre ** 2).sum() + (equivalent ** 2 / (t3 ** 2 + t1 ** 2)).sum()
+
     def construct(self, x):
         if self.deploy:
             y = self.rbr_reparam(x)
@@ -152,6 +163,15 @@ class RepVGG(nn.Cell):
     def stage_cells(self):
         """The stages in forward order, stage0 with the first: what `freeze: N` counts."""
         return [[self.stage0, self.stage1], [self.stage2], [self.stage3], [self.stage4]]
+
+    def custom_l2(self):
+        """The official "custom L2" summed over the blocks: a train step adds weight_decay / 2 x this to the loss
+        in place of plain decay on the branch kernels (option repvgg_custom_l2)."""
+        total = self.stage0.custom_l2()
+        for stage in (self.stage1, self.stage2, self.stage3, self.stage4):
+            for block in stage:
+                total = total + block.custom_l2()
+        return total
 
     def get_classifier(self):
         return self.linear

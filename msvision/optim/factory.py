@@ -15,14 +15,17 @@ from msvision.optim import rules
 
 
 def param_groups(params, lr, weight_decay=0.0, weight_decay_filter="norm_and_bias", head_prefix=None,
-                 head_lr_scale=1.0):
+                 head_lr_scale=1.0, decay_exempt=()):
     """Parameter groups, each with its weight decay and, for the classifier under head_lr_scale, its own LR.
 
     With weight_decay_filter=norm_and_bias, 1-D parameters (BN, bias) get no decay; with disable every parameter is
-    decayed (as torch does). The decay is always given per group: given as a plain float, MindSpore's optimizers
+    decayed (as torch does). Parameters whose names end with one of decay_exempt get none either (RepVGG's branch
+    kernels under its custom L2). The decay is always given per group: given as a plain float, MindSpore's optimizers
     silently skip parameters named *gamma* or *beta* (BatchNorm).
     """
     def decayed(param):
+        if decay_exempt and param.name.endswith(tuple(decay_exempt)):
+            return False
         return weight_decay_filter == "disable" or param.ndim > 1
 
     def in_head(param):
@@ -47,14 +50,14 @@ def _lr(lr):
 
 def create_optimizer(net_or_params, opt="momentum", lr=0.1, weight_decay=1e-4, momentum=0.9, nesterov=False,
                      betas=None, eps=None, rmsprop_alpha=0.99, lars_coefficient=0.001, lars_eps=1e-8,
-                     weight_decay_filter="norm_and_bias", head_prefix=None, head_lr_scale=1.0):
+                     weight_decay_filter="norm_and_bias", head_prefix=None, head_lr_scale=1.0, decay_exempt=()):
     """The optimizer `opt` over a net's trainable parameters (or a list of parameters).
 
     lr: one value, or one per optimizer step (a schedule, optim/schedule.py). betas: beta1, beta2 of adam, lamb and
     adamw (default 0.9, 0.999; adamw's beta1 is momentum). eps: default 1e-8 (lamb and adamw 1e-6). Parameters under
-    head_prefix (the classifier) take head_lr_scale x the LR."""
+    head_prefix (the classifier) take head_lr_scale x the LR; names ending with one of decay_exempt get no decay."""
     params = net_or_params.trainable_params() if isinstance(net_or_params, nn.Cell) else list(net_or_params)
-    groups = param_groups(params, lr, weight_decay, weight_decay_filter, head_prefix, head_lr_scale)
+    groups = param_groups(params, lr, weight_decay, weight_decay_filter, head_prefix, head_lr_scale, decay_exempt)
     learning_rate = _lr(lr)
     if opt == "adamw":
         beta1, beta2 = betas or [momentum, 0.999]

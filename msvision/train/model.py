@@ -13,7 +13,7 @@ from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 
 from msvision.errors import MsvisionError
-from msvision.models import create_model, published_weights
+from msvision.models import create_model, get_pretrained_cfg, published_weights
 from msvision.models._factory import form_args
 from msvision.weights.convert import is_pytorch_layout
 from msvision.weights.io import checkpoint_names
@@ -23,8 +23,11 @@ AMP_DTYPES = {"float16": ms.float16, "bfloat16": ms.bfloat16}
 
 
 def check_model_options(model, pretrained=None, checkpoint_path=None, amp_level="O0", amp_dtype="float16",
-                        model_args=None):
+                        model_args=None, custom_l2=False):
     """The model options' mistakes, found before any data is read or anything written (no network access)."""
+    if custom_l2 and (get_pretrained_cfg(model).fused_form is None or (model_args or {}).get("deploy")):
+        raise MsvisionError(f"repvgg_custom_l2 acts on the branches of a train-form RepVGG; {model} has none: set it "
+                            f"false")
     if amp_dtype == "bfloat16" and amp_level == "O0":
         raise MsvisionError("amp_dtype bfloat16 needs amp_level O1, O2 or O3 (O0 runs float32)")
     if pretrained and checkpoint_path:

@@ -58,13 +58,19 @@ def all_finite(tensors, hyper_map):
 
 
 class NetWithLoss(nn.Cell):
-    def __init__(self, net, loss_fn):
+    """loss(net(images), labels), plus custom_l2 x net.custom_l2() when custom_l2 > 0 (RepVGG's custom L2)."""
+
+    def __init__(self, net, loss_fn, custom_l2=0.0):
         super().__init__(auto_prefix=False)
         self.net = net
         self.loss_fn = loss_fn
+        self.custom_l2 = custom_l2
 
     def construct(self, images, labels):
-        return self.loss_fn(self.net(images).astype(ms.float32), labels)
+        loss = self.loss_fn(self.net(images).astype(ms.float32), labels)
+        if self.custom_l2 > 0.0:
+            loss = loss + self.custom_l2 * self.net.custom_l2()
+        return loss
 
 
 class ScaledLoss(nn.Cell):
@@ -79,12 +85,14 @@ class ScaledLoss(nn.Cell):
 
 
 class TrainStep(nn.Cell):
-    """construct(images, labels, apply) -> (loss, finite); apply=False only accumulates gradients."""
+    """construct(images, labels, apply) -> (loss, finite); apply=False only accumulates gradients. custom_l2: the
+    coefficient of RepVGG's custom L2 in the loss (weight_decay / 2; 0 = off)."""
 
     def __init__(self, net, loss_fn, optimizer, loss_scale_type="fixed", loss_scale=1.0, clip_grad=False,
-                 clip_value=15.0, grad_accum_steps=1, ema=False, ema_decay=0.9999, parallel=False, world_size=1):
+                 clip_value=15.0, grad_accum_steps=1, ema=False, ema_decay=0.9999, custom_l2=0.0, parallel=False,
+                 world_size=1):
         super().__init__(auto_prefix=False)
-        self.net_with_loss = NetWithLoss(net, loss_fn)
+        self.net_with_loss = NetWithLoss(net, loss_fn, custom_l2)
         self.loss_state = tuple(getattr(loss_fn, "state", ()))  # the loss's training state (EQLv2's statistics)
         self.loss_statistics = getattr(loss_fn, "statistics", None)  # adds a step's part after the backward
         self.optimizer = optimizer
