@@ -41,8 +41,8 @@ class Files(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server(torch_reference, tmp_path_factory):
-    """(base URL, {model: (published bytes, reference logits of IMAGES)}): vovnet19 in 1e100's layout (.pt) and
-    ese_vovnet19b_dw in timm's (model.safetensors)."""
+    """(base URL, {model: (published bytes, reference logits of IMAGES)}): vovnet19 in 1e100's layout (.pt),
+    ese_vovnet19b_dw and repvgg_a0 in timm's (model.safetensors)."""
     torch, timm, _ = torch_reference
     from safetensors.numpy import save_file
 
@@ -54,11 +54,15 @@ def server(torch_reference, tmp_path_factory):
     torch.save(e100.state_dict(), folder / "vovnet19.pt")
     tm = randomise_batchnorm(torch, timm.create_model("ese_vovnet19b_dw", num_classes=1000)).eval()
     save_file({k: v.numpy() for k, v in tm.state_dict().items()}, str(folder / "model.safetensors"))
+    rep = randomise_batchnorm(torch, timm.create_model("repvgg_a0", num_classes=1000)).eval()
+    save_file({k: v.numpy() for k, v in rep.state_dict().items()}, str(folder / "repvgg.safetensors"))
     with torch.no_grad():
         logits = {name: model(torch.from_numpy(IMAGES)).numpy() for name, model in (("vovnet19", e100),
-                                                                                    ("ese_vovnet19b_dw", tm))}
+                                                                                    ("ese_vovnet19b_dw", tm),
+                                                                                    ("repvgg_a0", rep))}
     Files.content = {"/1e100/vovnet19-72.03-top1.pt": (folder / "vovnet19.pt").read_bytes(),
-                     "/timm/ese_vovnet19b_dw.ra_in1k/model.safetensors": (folder / "model.safetensors").read_bytes()}
+                     "/timm/ese_vovnet19b_dw.ra_in1k/model.safetensors": (folder / "model.safetensors").read_bytes(),
+                     "/timm/repvgg_a0.rvgg_in1k/model.safetensors": (folder / "repvgg.safetensors").read_bytes()}
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", logits
@@ -67,7 +71,8 @@ def server(torch_reference, tmp_path_factory):
 
 IMAGES = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
 PATHS = {"vovnet19": ("1e100", "/1e100/vovnet19-72.03-top1.pt"),
-         "ese_vovnet19b_dw": ("timm", "/timm/ese_vovnet19b_dw.ra_in1k/model.safetensors")}
+         "ese_vovnet19b_dw": ("timm", "/timm/ese_vovnet19b_dw.ra_in1k/model.safetensors"),
+         "repvgg_a0": ("timm", "/timm/repvgg_a0.rvgg_in1k/model.safetensors")}
 
 
 def table(tmp_path, base, **changes):

@@ -1,5 +1,6 @@
 """RepVGG: the official structure's parameter counts, the fused form equal to the train form (against a float64
 reference written here with torch.nn.functional), and the official, timm and MindCV files loading with logit parity."""
+import glob
 import json
 import os
 import re
@@ -294,6 +295,10 @@ def test_custom_repvgg_trains_validates_and_exports_fused(tmp_path, image_folder
     ms.save_checkpoint(reparameterize(net), fused, append_dict={CONFIG_KEY: read_checkpoint(
         checkpoint, only=CONFIG_KEY)[CONFIG_KEY]})
     assert f"top-1 {top1[1]}%" in run_cli(["validate.py", "--ckpt_path", fused, "--data_dir", image_folder]).stdout
+    images = sorted(glob.glob(os.path.join(image_folder, "val", "*", "*.jpg")))[:3]
+    predictions = [re.findall(r" (\d\.\d{3})", run_cli(["scripts/infer.py", "--ckpt_path", path] + images).stdout)
+                   for path in (checkpoint, fused)]
+    assert len(predictions[0]) == 3 * 4 and predictions[0] == predictions[1]  # either form, the same top-4
     refused = run_cli(["train.py"] + tiny_run(model="repvgg_a0", model_args=CUSTOM, data_dir=image_folder,
                                               ckpt_path=fused, ckpt_save_dir=tmp_path / "again"), check=False)
     assert error_line(refused).endswith("holds the fused (deploy) form of repvgg_a0, which has no branches to train: "
