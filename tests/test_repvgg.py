@@ -366,3 +366,12 @@ def test_freeze_counts_repvgg_stages():
     assert frozen == [net.stage0, net.stage1, net.stage2]
     training = {p.name.split(".")[0] for p in net.trainable_params()}
     assert training == {"stage3", "stage4", "linear"}
+
+
+@pytest.mark.slow
+def test_model_table_prints_both_forms():
+    """python -m msvision.models: a RepVGG's row (train form) and its fused row under it, with the paper's A0 figures
+    for the fused form (8.30M parameters, 1.4 GFLOPs as MACs)."""
+    out = run_cli(["-m", "msvision.models", "--pattern", "repvgg_a0"]).stdout.splitlines()[2:]
+    train, fused = out[0].split(), out[1].split()
+    assert train[:4] == ["repvgg_a0", "9.11", "1.51", "224"] and fused[:4] == ["fused", "8.31", "1.36", "224"]

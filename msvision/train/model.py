@@ -13,8 +13,7 @@ from mindspore import nn
 from mindspore.nn.utils import no_init_parameters
 
 from msvision.errors import MsvisionError
-from msvision.models import create_model, get_pretrained_cfg, published_weights
-from msvision.models._factory import form_args
+from msvision.models import create_model, form_args, get_pretrained_cfg, published_weights
 from msvision.weights.convert import is_pytorch_layout
 from msvision.weights.io import checkpoint_names
 
