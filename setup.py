@@ -15,11 +15,11 @@ setup(
         "pillow",
     ],
     extras_require={
-        # torch is pinned: 2.13.0 is the CPU build; an unpinned torch pulls the CUDA wheels. timm is pinned too: it
-        # is the parity reference of the tests (its layouts and numerics decide a green run).
-        "convert": ["torch==2.13.0", "timm==1.0.31"],
-        # the versions CI ran; onnxruntime checks exported ONNX numerically
-        "dev": ["pytest==9.0.3", "onnxruntime==1.32.0", "onnx==1.23.2", "ml_dtypes==0.5.4"],
+        # torch is pinned: 2.13.0 is the CPU build; an unpinned torch pulls the CUDA wheels. timm and torchvision are
+        # pinned too: they are the parity references of the tests (their layouts and numerics decide a green run).
+        "convert": ["torch==2.13.0", "timm==1.0.31", "torchvision==0.28.0"],
+        # the versions CI ran; onnxruntime checks exported ONNX numerically; pytest-xdist runs the suite on 2 cores
+        "dev": ["pytest==9.0.3", "pytest-xdist==3.8.0", "onnxruntime==1.32.0", "onnx==1.23.2", "ml_dtypes==0.5.4"],
         "plot": ["matplotlib"],  # scripts/plot_run.py, inspect_data.py --plot, validate.py --confusion
         # pretrained: timm's hub files (.safetensors) without torch; huggingface_hub honours HF_ENDPOINT mirrors
         "weights": ["safetensors", "huggingface_hub"],

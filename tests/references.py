@@ -12,6 +12,7 @@ from tests.ref_1e100 import Reference1e100
 # msvision name -> (reference library, reference name): one member of each family
 FAMILIES = {
     "vgg11_bn": ("torchvision", "vgg11_bn"),
+    "vgg11_bn_cifar": ("torchvision", "vgg11_bn_cifar"),  # the same features, the 512-to-classes head
     "vovnet39a": ("timm", "vovnet39a"),  # V1: no residual, no attention
     "ese_vovnet19b_dw": ("timm", "ese_vovnet19b_dw"),  # V2, depthwise
     "eca_vovnet39b": ("timm", "eca_vovnet39b"),  # V2, ECA
@@ -39,6 +40,10 @@ def random_reference(torch_reference, library, name, num_classes=1000, seed=0, d
     torch.manual_seed(seed)
     if library == "timm":
         model = timm.create_model(name, num_classes=num_classes)
+    elif library == "torchvision" and name.endswith("_cifar"):  # msvision's *_cifar head on torchvision features
+        model = getattr(tv_models, name[:-len("_cifar")])(num_classes=num_classes)
+        model.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+        model.classifier = torch.nn.Linear(512, num_classes)  # msvision's dropout before it: the tests use rate 0
     elif library == "torchvision":
         model = getattr(tv_models, name)(num_classes=num_classes)
     else:

@@ -17,8 +17,7 @@ def worker_msvision(opts, library="msvision"):
 
     import msvision  # noqa: F401  (CPU speed setting unless the environment already chose)
     from msvision.models.complexity import count_macs, count_params
-    from msvision.models.reparam import reparameterize
-    from msvision.models.repvgg import RepVGG
+    from msvision.models.reparam import deployed
     from msvision.optim.factory import create_optimizer
     from msvision.train.step import TrainStep
 
@@ -46,9 +45,7 @@ def worker_msvision(opts, library="msvision"):
         step_fn = lambda: train_step(images, labels)[0].asnumpy()  # noqa: E731
     net.set_train(True)
     first, per_step = timed(step_fn, opts.warmup, opts.steps)
-    net.set_train(False)
-    if isinstance(net, RepVGG):
-        net = reparameterize(net)
+    net = deployed(net.set_train(False))
     infer_first, per_infer = timed(lambda: net(images).asnumpy(), opts.warmup, opts.steps)
     return dict(params_m=params / 1e6, gmacs=macs / 1e9, compile_s=max(first - per_step, 0.0),
                 train_ips=opts.batch_size / per_step, infer_ips=opts.batch_size / per_infer, peak_mb=peak_mb(),

@@ -3,8 +3,7 @@ import numpy as np
 import mindspore as ms
 
 from msvision.errors import MsvisionError
-from msvision.models.reparam import reparameterize
-from msvision.models.repvgg import RepVGG
+from msvision.models.reparam import deployed
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 
@@ -14,9 +13,7 @@ def export_model(net, image_size, file_format, output, batch_size=1):
     is exported in its fused form (one 3x3 conv per block: no BatchNorm, no branch)."""
     if file_format not in FORMATS:
         raise MsvisionError(f"--format must be one of {', '.join(FORMATS)}, got '{file_format}'")
-    net.set_train(False)
-    if isinstance(net, RepVGG):
-        net = reparameterize(net)
+    net = deployed(net.set_train(False))
     stem = output[: -len(FORMATS[file_format])] if output.endswith(FORMATS[file_format]) else output
     dummy = ms.Tensor(np.zeros((batch_size, 3, image_size, image_size), np.float32))
     try:

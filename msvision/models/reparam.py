@@ -9,6 +9,11 @@ from msvision.models.layers import name_random_layers
 from msvision.models.repvgg import FUSED_MARKER, RepVGG
 
 
+def deployed(net):
+    """The form a model in eval mode is deployed in: a train-form RepVGG's fused copy, any other model itself."""
+    return reparameterize(net) if isinstance(net, RepVGG) else net
+
+
 def reparameterize(net):
     """The fused copy of a RepVGG in eval mode: each block one padded 3x3 conv with bias (BatchNorm folded with its
     running statistics, the 1x1 kernel padded to 3x3, the identity as a 3x3 kernel), SE and classifier copied."""

@@ -86,7 +86,7 @@ class EqualizationLossV2(SigmoidLoss):
         super().__init__(num_classes, label_smoothing, None, None, offsets)
         self.gamma, self.mu, self.alpha = gamma, mu, alpha
         self.statistics = GradientStatistics(num_classes, parallel)
-        self.state = (self.statistics.pos_grad, self.statistics.neg_grad, self.statistics.collected)
+        self.state = tuple(p for p in self.statistics.get_parameters() if p.name.startswith("state."))
 
     def class_weights_now(self):
         """(positive, negative) weights per class from the gradients accumulated so far."""
