@@ -5,7 +5,6 @@ Only fp32 (amp_level O0), drop_rate 0 and the small input (8 images of 32 px) di
 EMA weights are compared as their change over a step (the recipes' scaled learning rates at batch 8 are small, so
 the weights themselves would agree even without any update), BatchNorm running statistics as values.
 """
-import contextlib
 import copy
 import glob
 import math
@@ -118,6 +117,7 @@ class TorchTrainer:
         """Take another trainer's state (the float64 reference's, for a float32 twin)."""
         torch = self.torch
         self.model.load_state_dict({k: torch.tensor(v) for k, v in state["model"].items()})
+        self.optimizer.state.clear()  # before the first step there are no buffers: none may stay from another step
         for key, value in state["momentum"].items():
             self.optimizer.state[self.named[key]]["momentum_buffer"] = torch.tensor(value, dtype=self.dtype)
         self.ema = {k: torch.tensor(v, dtype=self.dtype) for k, v in state["ema"].items()}
@@ -230,6 +230,8 @@ def compare_steps(torch, torch_reference, recipe, count, mode, with_float32=Fals
         if float32_twin and max(results[-1]["weights"], results[-1]["ema"]) > STEP_BOUND:
             results[-1].update(kink_branches(torch, trainer, float32_twin, reference_trainer.__class__(
                 torch, reference, args, lrs), state, step, images, labels, weights, ema))
+            if results[-1]["branch"] > STEP_BOUND:
+                break  # no branch explains this step: the test fails on it
         print(f"{name} step {step} lr {lrs[step]:.3g}: " + ", ".join(f"{k} {v:.1e}" for k, v in results[-1].items()))
         state = following
     return results
@@ -237,10 +239,10 @@ def compare_steps(torch, torch_reference, recipe, count, mode, with_float32=Fals
 
 def kink_branches(torch, trainer, float32_twin, branch_trainer, state, step, images, labels, weights, ema):
     """At a step beyond STEP_BOUND: msvision's step against the float64 step along the branch float32 rounding took
-    (tests/kinks.py). The search starts from the branch PyTorch's float32 forward took and toggles, one at a time,
-    the kink element that brings the two steps closest, while that helps (at most 4 toggles). Returns "branch": the
-    error along the branch found, "kinks": the elements it differs from float64's own branch at, "torch32": PyTorch's
-    own float32 step's error against float64's own branch."""
+    (tests/kinks.py). The search starts from float64's own branch or PyTorch float32's, whichever is closer, and
+    toggles one kink element at a time, the one that brings the steps closest (summed over the tensors), while that
+    helps (at most 6 toggles). Returns "branch": the worst tensor's error along the branch found, "kinks": the
+    elements that branch flips, "torch32": PyTorch float32's own step's error against float64's own branch."""
     before, ema_before = trainer.names(state["model"]), trainer.names(state["ema"])
 
     def step_along(model_trainer, flips=()):
@@ -250,34 +252,35 @@ def kink_branches(torch, trainer, float32_twin, branch_trainer, state, step, ima
         after = model_trainer.state()
         return trainer.names(after["model"]), trainer.names(after["ema"])
 
-    def error(ours, ours_ema, expected):
-        found = max(change_errors(ours, before, {k: expected[0][k] for k in ours}).values())
-        return max(found, max(change_errors(ours_ema, ema_before, expected[1]).values())) if ours_ema else found
+    def errors(ours, ours_ema, expected):
+        found = list(change_errors(ours, before, {k: expected[0][k] for k in ours}).values())
+        return found + (list(change_errors(ours_ema, ema_before, expected[1]).values()) if ours_ema else [])
+
+    def score(branch):  # (worst tensor, sum over tensors): the sum guides the search, the worst decides
+        found = errors(weights, ema, step_along(branch_trainer, list(branch.values())))
+        return max(found), sum(found)
 
     branch_trainer.load(state)
     inputs64 = record_inputs(torch, branch_trainer.model, images, torch.float64)
     float32_twin.load(state)
     inputs32 = record_inputs(torch, float32_twin.model, images, torch.float32)
-    taken = float32_branch(torch, branch_trainer.model, inputs64, inputs32)
-    candidates = {k[:2]: k for k in find_kinks(torch, branch_trainer.model, inputs64, inputs32) + taken}
-    branch = {k[:2]: k for k in taken}
-    best = error(weights, ema, step_along(branch_trainer, list(branch.values())))
-    for _ in range(4):
+    taken = {k[:2]: k for k in float32_branch(torch, branch_trainer.model, inputs64, inputs32)}
+    candidates = {**{k[:2]: k for k in find_kinks(torch, branch_trainer.model, inputs64, inputs32)}, **taken}
+    branch, (best, total) = min(((start, score(start)) for start in ({}, taken)), key=lambda pair: pair[1][1])
+    for _ in range(6):
         if best <= STEP_BOUND:
             break
         trials = {key: {k: v for k, v in branch.items() if k != key} if key in branch else {**branch, key: kink}
                   for key, kink in candidates.items()}
-        found = {key: error(weights, ema, step_along(branch_trainer, list(trial.values())))
-                 for key, trial in trials.items()}
-        key = min(found, key=found.get)
-        if found[key] >= best:
+        found = {key: score(trial) for key, trial in trials.items()}
+        key = min(found, key=lambda k: found[k][1])
+        if found[key][1] >= total:
             break
-        branch, best = trials[key], found[key]
-    print(f"  float32 rounding can flip {len(candidates)} elements; PyTorch float32 flipped "
-          f"{sorted(k[:2] for k in taken)}; msvision vs float64 along {sorted(branch)}: {best:.1e}")
-    twin = step_along(float32_twin)[0]
-    return {"kinks": len(branch), "branch": best,
-            "torch32": error({k: v for k, v in twin.items() if k in weights}, {}, step_along(branch_trainer))}
+        branch, (best, total) = trials[key], found[key]
+    print(f"  float32 rounding can flip {len(candidates)} elements; PyTorch float32 flipped {sorted(taken)}; "
+          f"msvision vs float64 along {sorted(branch)}: {best:.1e}")
+    twin = {k: v for k, v in step_along(float32_twin)[0].items() if k in weights}
+    return {"kinks": len(branch), "branch": best, "torch32": max(errors(twin, {}, step_along(branch_trainer)))}
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
@@ -287,12 +290,12 @@ def test_ten_steps_equal_pytorch(torch_reference, recipe):
     The state (weights, BN statistics, momentum buffers, EMA, step counter) is set to the float64 reference's before
     every step: run freely, float32 training departs from float64 after 3-5 steps at these learning rates, in PyTorch
     as much as in msvision (ReLU and pooling kinks cascade), so only step-by-step comparisons measure the step.
-    Bounds, about 3x the largest measured over the three recipes: loss 3e-6 (measured 8.3e-7), BN statistics 6e-6
-    (1.9e-6), each weight and EMA change 1.2e-4 (3.8e-5). A ReLU input or pooling window within float32 rounding of
-    its kink can take the other branch in float32: the step then follows that branch, and its gradient differs from
-    float64's by up to 5e-2 in PyTorch's float32 as in msvision. Such a step is compared with the float64 step
-    along the float32 branch (tests/kinks.py: PyTorch float32's branch, or it with one kink element toggled) and must
-    equal it within the same 1.2e-4. A difference in the step itself (update formula, decay set, momentum or EMA
+    Bounds, above the largest measured over 5 seeds of the three recipes: loss 3e-6 (measured 1.9e-6), BN
+    statistics 6e-6 (2.2e-6), each weight and EMA change 1.2e-4 (5.7e-5). A ReLU input or pooling window within
+    float32 rounding of its kink can take the other branch in float32, and that step's gradient then differs from
+    float64's by percents, in PyTorch's float32 as in msvision, not always at the same step. Such a step must equal
+    the float64 step along a branch that differs from float64's own only at kink elements (kink_branches), within the
+    same 1.2e-4 (measured 4.3e-5). A difference in the step itself (update formula, decay set, momentum or EMA
     convention, a gradient off by 1% in one layer) shows on every branch.
     """
     results = compare_steps(torch_reference[0], torch_reference, recipe, 10, ms.GRAPH_MODE, with_float32=True)
