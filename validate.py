@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint: python validate.py --ckpt_path X [--config Y] [--data_dir D] [--ema] [--output R.json]."""
+"""Evaluate a checkpoint: python validate.py --ckpt_path X [--config Y] [--data_dir D] [--ema_weights] [--output R.json]
+(or an exported ONNX file: --onnx F.onnx --data_dir D)."""
 from msvision.cli import run_cli
 
 

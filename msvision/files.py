@@ -119,3 +119,16 @@ def wait_for_lock(path, timeout, waiting_for, hint):
                 raise MsvisionError(f"timed out after {timeout:.0f} s waiting for another process to {waiting_for} "
                                     f"(lock {path}); {hint}") from None
             time.sleep(0.1)
+
+
+def check_output(path, what=""):
+    """The one output-path rule of every CLI: `path` is a file name in an existing, writable folder (a missing folder
+    is a mistake to report, not one to create); checked before any work. what: e.g. "the metrics"."""
+    named = f"cannot write {what + ' ' if what else ''}'{path}'"
+    if os.path.isdir(path):
+        raise MsvisionError(f"{named}: it is a folder (expected a file path)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise MsvisionError(f"{named}: folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK):
+        raise MsvisionError(f"{named}: folder '{folder}' is not writable")

@@ -271,8 +271,9 @@ def test_export_mindir_and_onnx_keep_batchnorm(tmp_path, classifier):
 
 
 @pytest.mark.slow
-def test_vgg_exports_to_onnx_at_224_and_names_the_limit_below(tmp_path):
-    """README: ONNX export works for VGG where its feature map is already 7x7 (224-255 px); below, one line says so."""
+def test_vgg_exports_to_onnx_at_32_and_224_and_names_the_limit_between(tmp_path):
+    """README: ONNX export works for VGG where its feature map is 1x1 (32-63 px: the 7x7 pool is 49 copies) or
+    already 7x7 (224-255 px); between, one line says so."""
     onnxruntime = pytest.importorskip("onnxruntime")
     ms.set_seed(3)
     net = msvision.create_model("vgg11_bn", num_classes=4)
@@ -283,20 +284,22 @@ def test_vgg_exports_to_onnx_at_224_and_names_the_limit_below(tmp_path):
             param.set_data(ms.Tensor(rng.uniform(low, low + 1.0, param.shape).astype(np.float32)))
     path = str(tmp_path / "vgg.ckpt")
     ms.save_checkpoint(net, path)
-    run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX", "--image_size",
-             "224", "--output", tmp_path / "vgg"])
-    images = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     net.set_train(False)
-    session = onnxruntime.InferenceSession(str(tmp_path / "vgg.onnx"))
-    error = relative_difference(session.run(None, {session.get_inputs()[0].name: images})[0],
-                                net(ms.Tensor(images)).asnumpy())
-    print(f"vgg11_bn ONNX at 224 vs cell: {error:.2e}")
-    assert error <= 1e-5
-    os.remove(tmp_path / "vgg.onnx")  # 515 MB
+    for size in (224, 32):
+        run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX", "--image_size",
+                 size, "--output", tmp_path / "vgg"])
+        images = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+        session = onnxruntime.InferenceSession(str(tmp_path / "vgg.onnx"))
+        error = relative_difference(session.run(None, {session.get_inputs()[0].name: images})[0],
+                                    net(ms.Tensor(images)).asnumpy())
+        print(f"vgg11_bn ONNX at {size} vs cell: {error:.2e}")
+        assert error <= 1e-5
+        os.remove(tmp_path / "vgg.onnx")  # 515 MB
     small = run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX",
                      "--image_size", "64", "--output", tmp_path / "small"], check=False)
     assert error_line(small).endswith("MindSpore cannot export VGG's adaptive pool to ONNX: export at an "
-                                      "--image_size of 224 to 255, where the pool is the identity")
+                                      "--image_size of 32 to 63 or 224 to 255, where the pool is a copy or the "
+                                      "identity")
     assert not os.path.exists(tmp_path / "small.onnx")
 
 

@@ -4,7 +4,7 @@ import json
 import os
 import tempfile
 
-from msvision.bench import data, loop, startup, throughput
+from msvision.bench import data, inference, loop, startup, throughput
 from msvision.bench.common import print_result
 
 WORKERS = {
@@ -13,6 +13,10 @@ WORKERS = {
     "timm": throughput.worker_timm,
     "data": lambda opts: data.measure(json.loads(opts.data_spec)),
     "startup": lambda opts: startup.measure(opts.split, opts.cache),
+    "infer_prepare": inference.worker_prepare,
+    "infer_msvision": inference.worker_msvision_infer,
+    "infer_onnx": inference.worker_onnx_infer,
+    "infer_timm": inference.worker_timm_infer,
 }
 
 
@@ -39,8 +43,12 @@ def parse(argv=None):
                         help="where --data_scale folders are generated (and reused)")
     parser.add_argument("--loop", action="store_true",
                         help="only measure the train loop with and without a host read per step")
+    parser.add_argument("--infer_runtimes", action="store_true",
+                        help="only measure CPU inference: msvision, its float32 and int8 ONNX (onnxruntime), timm")
+    parser.add_argument("--infer_batch_sizes", type=int, nargs="+", default=[1, 8],
+                        help="--infer_runtimes: batch sizes (each exported separately)")
     parser.add_argument("--json", default=None, help="write all results to this file")
-    for hidden in ("--worker", "--data_spec", "--split", "--cache"):
+    for hidden in ("--worker", "--data_spec", "--split", "--cache", "--onnx_file"):
         parser.add_argument(hidden, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -53,6 +61,8 @@ def main(argv=None):
         return None
     if opts.data_scale:
         rows = startup.run(opts.data_scale, opts.data_root)
+    elif opts.infer_runtimes:
+        rows = inference.run(opts)
     elif opts.loop:
         rows = loop.run(opts.models, opts.batch_size, opts.image_size, opts.steps)
     elif opts.data:

@@ -52,14 +52,20 @@ def worker_msvision(opts, library="msvision"):
                 isa=os.environ.get("ONEDNN_MAX_CPU_ISA", "default"))
 
 
-def worker_timm(opts):
+def import_timm():
+    """(torch, timm), with the torchvision op schemas timm expects registered when torchvision's C extension does
+    not load (CPU torch)."""
     import torch
-    if not hasattr(torch.ops.torchvision, "nms"):  # torchvision's C extension does not load with CPU torch
+    if not hasattr(torch.ops.torchvision, "nms"):
         lib = torch.library.Library("torchvision", "DEF")
         lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         lib.define("qnms(Tensor qdata, Tensor scores, float iou_threshold) -> Tensor")
     import timm
+    return torch, timm
 
+
+def worker_timm(opts):
+    torch, timm = import_timm()
     model = timm.create_model(opts.model, num_classes=1000)
     images = torch.from_numpy(np.random.default_rng(0).standard_normal(
         (opts.batch_size, 3, opts.image_size, opts.image_size)).astype(np.float32))

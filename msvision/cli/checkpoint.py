@@ -15,7 +15,7 @@ PREPROCESSING = ("image_resize", "interpolation", "crop_pct", "mean", "std")
 VALIDATE_OPTIONS = DEVICE + MODEL + PREPROCESSING + ("data_dir", "dataset", "val_split", "batch_size",
                                                     "num_parallel_workers")
 INFER_OPTIONS = DEVICE + MODEL + PREPROCESSING
-EXPORT_OPTIONS = DEVICE + MODEL + ("image_resize",)
+EXPORT_OPTIONS = DEVICE + MODEL + PREPROCESSING  # the ONNX metadata and the int8 calibration images
 STATE_KEYS = (CONFIG_KEY, CLASS_NAMES_KEY, CLASS_COUNTS_KEY)
 
 

@@ -8,7 +8,7 @@ import os
 
 import yaml
 
-from msvision.errors import MsvisionError
+from msvision.errors import ArgumentParser, MsvisionError
 from msvision.config.options import OPTIONS
 
 
@@ -75,7 +75,7 @@ def _parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
-def _parse_json_mapping(text):
+def parse_json_mapping(text):
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -92,18 +92,13 @@ def _parse_nullable(kind):
     return parse
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise MsvisionError(message)
-
-
 def build_parser(description=None, names=None):
     """The argparse parser of the options `names` (default: every option); defaults are the built-in ones, YAML
     overrides them."""
-    parser = _Parser(description=description)
+    parser = ArgumentParser(description=description)
     parser.add_argument("-c", "--config", default=None, help="YAML file whose keys are option names")
     for opt in OPTIONS.values() if names is None else (OPTIONS[name] for name in names):
-        kind = {bool: _parse_bool, dict: _parse_json_mapping}.get(opt.kind, opt.kind)
+        kind = {bool: _parse_bool, dict: parse_json_mapping}.get(opt.kind, opt.kind)
         if opt.nullable:
             kind = _parse_nullable(kind)
         if opt.kind is bool or opt.bool_as_str:  # "--ema" alone means true; "--ema false" also works

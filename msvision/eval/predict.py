@@ -31,19 +31,25 @@ def softmax(logits):
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def read_preprocessed(path, operations):
+    """One image file through the eval preprocessing (operations: eval_transforms(...)): a 3 x size x size array."""
+    try:
+        with open(path, "rb") as handle:
+            image = np.frombuffer(handle.read(), np.uint8)
+        for operation in operations:
+            image = operation(image)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise MsvisionError(f"cannot read image '{path}': {str(err).splitlines()[0]}") from None
+    return image
+
+
 def predict_files(net, paths, preprocess, top_k=5):
     """Top-k (class index, probability) for each image file, with the eval preprocessing (preprocess:
     data.loaders.preprocessing's arguments)."""
     operations = eval_transforms(preprocessing(**preprocess))
     results = []
     for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                image = np.frombuffer(handle.read(), np.uint8)
-            for operation in operations:
-                image = operation(image)
-        except (OSError, RuntimeError, ValueError) as err:
-            raise MsvisionError(f"cannot read image '{path}': {str(err).splitlines()[0]}") from None
+        image = read_preprocessed(path, operations)
         probs = softmax(net(ms.Tensor(image[None])).asnumpy().astype(np.float64))[0]
         order = np.argsort(-probs)[:top_k]
         results.append([(int(i), float(probs[i])) for i in order])

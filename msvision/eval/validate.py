@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import sys
 
 import numpy as np
 
@@ -13,10 +14,12 @@ from msvision import device
 from msvision.cli import check_output
 from msvision.cli.checkpoint import VALIDATE_OPTIONS, parse_checkpoint_cli
 from msvision.config.kwargs import device_kwargs, eval_loader_kwargs, split_kwargs
+from msvision.config.parse import load_yaml, parse_config
 from msvision.data.dataset import open_split
 from msvision.data.index import log_index
 from msvision.errors import MsvisionError, name_list
 from msvision.eval.metrics import evaluate
+from msvision.eval.onnx_eval import OnnxClassifier, onnx_config
 from msvision.eval.predict import class_names, model_for_evaluation
 from msvision.files import write_text
 from msvision.weights.io import CLASS_COUNTS_KEY
@@ -89,9 +92,22 @@ def model_classes(ckpt, num_classes, split):
     return stored
 
 
+def parse_onnx_cli(argv, description, names, extra_args=None):
+    """validate.py --onnx FILE: built-in defaults <- the file's metadata (model, preprocessing) <- --config <- command
+    line. Returns (args, {state entry: value}: the class names and counts stored in the file)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known = parse_config(argv, description, extra_args, names=names)
+    if known.ckpt_path:
+        raise MsvisionError("--onnx and --ckpt_path both name the model to evaluate: give one of them")
+    given = any(arg == "--model" or arg.startswith("--model=") for arg in argv) or \
+        bool(known.config and "model" in load_yaml(known.config))
+    base, state = onnx_config(known.onnx, known.model if given else None)
+    return parse_config(argv, description, extra_args, base=base, names=names), state
+
+
 def run_validation(argv=None):
-    """validate.py: evaluate --ckpt_path on a split; print the report, optionally write --output JSON and
-    --confusion CSV (+ PNG)."""
+    """validate.py: evaluate --ckpt_path (or an exported --onnx file) on a split; print the report, optionally write
+    --output JSON and --confusion CSV (+ PNG)."""
     def extra(parser):
         parser.add_argument("--output", default=None, help="write all metrics to this JSON file")
         parser.add_argument("--split", default=None, help="sub-folder of data_dir to evaluate, e.g. train "
@@ -101,18 +117,31 @@ def run_validation(argv=None):
         parser.add_argument("--ema_weights", action="store_true",
                             help="evaluate the checkpoint's EMA weights (a run trained with ema: true)")
         parser.add_argument("--ema", action="store_true", dest="ema_alias", help=argparse.SUPPRESS)
+        parser.add_argument("--onnx", default=None, help="evaluate this exported ONNX file (float32 or int8) with "
+                                                         "onnxruntime instead of a checkpoint")
 
-    args, state = parse_checkpoint_cli(argv, run_validation.__doc__, VALIDATE_OPTIONS, extra)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    onnx_file = parse_config(argv, run_validation.__doc__, extra, names=VALIDATE_OPTIONS).onnx
+    parse = parse_onnx_cli if onnx_file else parse_checkpoint_cli
+    args, state = parse(argv, run_validation.__doc__, VALIDATE_OPTIONS, extra)
     if args.ema_alias:
         LOG.warning("validate.py --ema is deprecated: it is --ema_weights (evaluate the EMA weights)")
     use_ema = args.ema_weights or args.ema_alias
+    if use_ema and onnx_file:
+        raise MsvisionError("--ema_weights selects a checkpoint's EMA weights; an ONNX file holds one set (export "
+                            "the EMA weights with export.py instead)")
     for path, what in ((args.output, "the metrics"), (args.confusion, "the confusion matrix")):
         if path:
             check_output(path, what)
     device.setup_device(**device_kwargs(args))
-    net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, use_ema, act_layer=args.act_layer,
-                               **args.model_args)
-    num_classes = net.get_classifier().out_channels
+    if onnx_file:
+        net = OnnxClassifier(onnx_file)
+        num_classes = net.num_classes
+    else:
+        net = model_for_evaluation(args.model, args.ckpt_path, args.num_classes, use_ema, act_layer=args.act_layer,
+                                   **args.model_args)
+        num_classes = net.get_classifier().out_channels
+    source = onnx_file or args.ckpt_path
     split = open_split(args.split or args.val_split, **split_kwargs(args))
     log_index(split)
     names = model_classes(state, num_classes, split)
@@ -121,10 +150,10 @@ def run_validation(argv=None):
     metrics = evaluate(net, split, device.rank(), device.world_size(), train_counts=counts, class_names=names,
                        **eval_loader_kwargs(args))
     confusion = metrics.pop("confusion")
-    metrics.update(model=args.model, checkpoint=args.ckpt_path, split=split.root, ema_weights=use_ema,
+    metrics.update(model=args.model, checkpoint=source, split=split.root, ema_weights=use_ema,
                    world_size=device.world_size())
     if device.is_main_process():
-        print(format_report(metrics, args.model, args.ckpt_path))
+        print(format_report(metrics, args.model, source))
         if args.output:
             write_text(args.output, json.dumps(metrics, indent=1))
             print(f"metrics written to {args.output}")

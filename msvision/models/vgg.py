@@ -116,7 +116,9 @@ class VGG(nn.Cell):
         x = self.features(x)
         if self.cifar_head:
             return self.classifier(self.drop(ops.mean(x, axis=(2, 3))))
-        if x.shape[2] != 7 or x.shape[3] != 7:  # at 224 px the features are 7x7 already
+        if x.shape[2] == 1 and x.shape[3] == 1:  # 32-63 px: the 7x7 average of one value is 49 copies of it
+            x = ops.tile(x, (1, 1, 7, 7))  # (and exports to ONNX, which MindSpore's adaptive pool does not)
+        elif x.shape[2] != 7 or x.shape[3] != 7:  # at 224 px the features are 7x7 already
             x = self.avgpool(x)
         return self.classifier(self.flatten(x))
 
