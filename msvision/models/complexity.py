@@ -55,9 +55,10 @@ def layer_report(net, image_size, dtype="fp32"):
     def record(name, cell, out):
         params = sum(int(p.size) for p in cell.get_parameters())
         elements = int(out.size)
-        layers.append(dict(name=name, output_shape=list(out.shape[1:]), params=params, macs=int(_cell_macs(cell, out)),
-                           weight_bytes=params * width, accumulator_bytes=elements * 4, output_bytes=elements * width,
-                           onchip_bytes=params * width + elements * 4 + elements * width))
+        row = dict(name=name, output_shape=list(out.shape[1:]), params=params, macs=int(_cell_macs(cell, out)),
+                   weight_bytes=params * width, accumulator_bytes=elements * 4, output_bytes=elements * width)
+        row["onchip_bytes"] = row["weight_bytes"] + row["accumulator_bytes"] + row["output_bytes"]
+        layers.append(row)
 
     _forward_with_hooks(net, image_size, record)
     largest = max(layers, key=lambda row: row["onchip_bytes"])
