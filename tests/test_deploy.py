@@ -3,6 +3,7 @@ quantized and stay near float32 only when calibrated on real images, bad input i
 adds up and equals a hand computation."""
 import json
 import os
+import runpy
 
 import numpy as np
 import mindspore as ms
@@ -12,11 +13,16 @@ import msvision
 from msvision.cli import run_cli as run_in_process
 from msvision.models.__main__ import main as models_main
 from msvision.models.complexity import count_macs, count_params
-from tests.conftest import error_line, eval_inputs, make_image_folder, relative_difference, run_cli, split_files
+from msvision.data.dataset import open_split
+from msvision.eval.metrics import evaluate
+from msvision.eval.onnx_eval import OnnxClassifier, onnx_config
+from msvision.eval.validate import run_validation
+from tests.conftest import REPO_ROOT, eval_inputs, make_image_folder, relative_difference, run_cli, split_files
 from tests.test_validate import classifier, labelled_folder  # noqa: F401 (the module's fixture and its data)
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
+EXPORT_MAIN = runpy.run_path(os.path.join(REPO_ROOT, "scripts", "export.py"))["main"]
 
 
 def validate_json(tmp_path, name, *args):
@@ -24,6 +30,23 @@ def validate_json(tmp_path, name, *args):
     run_cli(["validate.py", "--output", output, "--confusion", tmp_path / f"{name}.csv"] + list(args))
     metrics = json.loads(output.read_text())
     return metrics, (tmp_path / f"{name}.csv").read_text()
+
+
+def held_out_top1(path, data_dir):
+    """Top-1 of an ONNX file on data_dir's val split, with the preprocessing its metadata names."""
+    config, _ = onnx_config(str(path))
+    preprocess = {key: config[key] for key in ("model", "image_resize", "interpolation", "crop_pct", "mean", "std")}
+    return evaluate(OnnxClassifier(str(path)), open_split("val", data_dir=str(data_dir)), preprocess=preprocess,
+                    batch_size=16)["top1"]
+
+
+def one_line_error(capsys, main, argv):
+    """The error line of a command line run in this process on bad input (exit code 2, nothing else on stderr)."""
+    with pytest.raises(SystemExit) as stop:
+        run_in_process(main, [str(arg) for arg in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
 
 
 def onnx_logits(path, images):
@@ -101,8 +124,9 @@ def activation_zero_points(path):
 @pytest.mark.slow
 def test_int8_stays_near_float32_only_when_calibrated_on_real_images(tmp_path, classifier):
     """export.py --int8: QDQ nodes, int8 conv weights with one scale per output channel (per tensor with
-    --per_tensor), activation zero points of 0 with --symmetric (some not without); on a held-out split (40 new images of the same classes) int8 top-1 is within 5 points of float32.
-    The same export calibrated on blank (uniform grey) images leaves that bound: the test can fail."""
+    --per_tensor), activation zero points of 0 with --symmetric (some not without). On a held-out split (40 new
+    images of the same classes) int8 top-1 is at most one image (2.5 points) below float32 (measured: equal, 100%);
+    the same export calibrated on blank (uniform grey) images falls far below (measured 25%): the test can fail."""
     path, _, data_dir = classifier
     held_out = make_image_folder(tmp_path / "held_out", classes=4, train_per_class=0, val_per_class=10, seed=7)
     blank = tmp_path / "blank"
@@ -124,18 +148,17 @@ def test_int8_stays_near_float32_only_when_calibrated_on_real_images(tmp_path, c
     assert len(nonzero) > 10 and any(nonzero) and not any(activation_zero_points(tmp_path / "tensor.int8.onnx"))
     run_cli(["scripts/export.py", "--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir", blank,
              "--output", tmp_path / "blank"])
-    figures = {}
-    for name in ("real.onnx", "real.int8.onnx", "tensor.int8.onnx", "blank.int8.onnx"):
-        figures[name] = validate_json(tmp_path, name, "--onnx", tmp_path / name, "--data_dir", held_out)[0]["top1"]
+    figures = {name: held_out_top1(tmp_path / name, held_out)
+               for name in ("real.onnx", "real.int8.onnx", "tensor.int8.onnx", "blank.int8.onnx")}
     print("held-out top-1: " + ", ".join(f"{name} {top1:.1f}" for name, top1 in figures.items()))
     assert figures["real.onnx"] >= 90
-    assert figures["real.int8.onnx"] >= figures["real.onnx"] - 5
-    assert figures["tensor.int8.onnx"] >= figures["real.onnx"] - 5
-    assert figures["blank.int8.onnx"] < figures["real.onnx"] - 5
+    assert figures["real.int8.onnx"] >= figures["real.onnx"] - 2.5
+    assert figures["tensor.int8.onnx"] >= figures["real.onnx"] - 2.5
+    assert figures["blank.int8.onnx"] < figures["real.onnx"] - 2.5
 
 
-@pytest.mark.slow
-def test_export_and_onnx_validate_bad_input_is_one_line_and_writes_nothing(tmp_path, classifier):
+def test_export_and_onnx_validate_bad_input_is_one_line_and_writes_nothing(tmp_path, classifier, capsys):
+    """Run in this process (the entry points' own main functions): each case one line, exit 2, nothing written."""
     path, _, data_dir = classifier
     out = tmp_path / "out"
     out.mkdir()
@@ -146,7 +169,7 @@ def test_export_and_onnx_validate_bad_input_is_one_line_and_writes_nothing(tmp_p
         [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])])), str(bare))
-    export = ["scripts/export.py", "--ckpt_path", path, "--output", out / "m"]
+    export = [EXPORT_MAIN, "--ckpt_path", path, "--output", out / "m"]
     calib = ["--calib_dir", os.path.join(data_dir, "train")]
     cases = {
         "int8 MINDIR": (export + ["--format", "MINDIR", "--int8"] + calib, "--int8 writes an ONNX file: use it with "
@@ -161,14 +184,14 @@ def test_export_and_onnx_validate_bad_input_is_one_line_and_writes_nothing(tmp_p
         "calib_method": (export + ["--format", "ONNX", "--int8", "--calib_method", "kl"] + calib,
                          "argument --calib_method: invalid choice: 'kl'"),
         "AIR on CPU": (export + ["--format", "AIR"], "--format AIR is written by MindSpore on an Ascend machine only"),
-        "no metadata": (["validate.py", "--onnx", bare, "--data_dir", data_dir, "--output", out / "r.json"],
+        "no metadata": ([run_validation, "--onnx", bare, "--data_dir", data_dir, "--output", out / "r.json"],
                         f"'{bare}' has no msvision metadata (model, preprocessing, classes): pass --model"),
-        "onnx and ckpt": (["validate.py", "--onnx", bare, "--ckpt_path", path, "--data_dir", data_dir],
+        "onnx and ckpt": ([run_validation, "--onnx", bare, "--ckpt_path", path, "--data_dir", data_dir],
                           "--onnx and --ckpt_path both name the model to evaluate"),
-        "not onnx": (["validate.py", "--onnx", path, "--data_dir", data_dir], f"'{path}' is not an ONNX file"),
+        "not onnx": ([run_validation, "--onnx", path, "--data_dir", data_dir], f"'{path}' is not an ONNX file"),
     }
     for name, (args, message) in cases.items():
-        line = error_line(run_cli(args, check=False))
+        line = one_line_error(capsys, args[0], args[1:])
         print(f"{name}: {line}")
         assert message in line, (name, line)
     assert os.listdir(out) == []
@@ -208,11 +231,8 @@ def test_layer_report_adds_up_and_equals_a_hand_computation(tmp_path, capsys):
     for args, message in ((["--dtype", "int4"], "argument --dtype: invalid choice: 'int4'"),
                           (["--image_size", "8"], "argument --image_size: must be at least 32, got 8"),
                           (["--model_args", "[1]"], "argument --model_args: expected a JSON object"),
-                          (["--json", str(tmp_path / "no" / "r.json")], "cannot write the report")):
-        with pytest.raises(SystemExit) as stop:
-            run_in_process(models_main, ["report", "vgg11_cifar"] + args)
-        err = capsys.readouterr().err.strip().splitlines()
-        assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+                          (["--json", tmp_path / "no" / "r.json"], "cannot write the report")):
+        assert message in one_line_error(capsys, models_main, ["report", "vgg11_cifar"] + args)
     assert os.listdir(tmp_path) == ["r.json"]
 
 

@@ -271,9 +271,10 @@ def test_export_mindir_and_onnx_keep_batchnorm(tmp_path, classifier):
 
 
 @pytest.mark.slow
-def test_vgg_exports_to_onnx_at_32_and_224_and_names_the_limit_between(tmp_path):
+def test_vgg_exports_to_onnx_at_32_and_names_the_limit_above(tmp_path):
     """README: ONNX export works for VGG where its feature map is 1x1 (32-63 px: the 7x7 pool is 49 copies) or
-    already 7x7 (224-255 px); between, one line says so."""
+    already 7x7 (224-255 px: the pool is skipped; exported by `benchmark.py --infer_runtimes` for vgg16, not here:
+    each export of the ImageNet head writes and converts 0.5 GB); between, one line says so."""
     onnxruntime = pytest.importorskip("onnxruntime")
     ms.set_seed(3)
     net = msvision.create_model("vgg11_bn", num_classes=4)
@@ -285,16 +286,15 @@ def test_vgg_exports_to_onnx_at_32_and_224_and_names_the_limit_between(tmp_path)
     path = str(tmp_path / "vgg.ckpt")
     ms.save_checkpoint(net, path)
     net.set_train(False)
-    for size in (224, 32):
-        run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX", "--image_size",
-                 size, "--output", tmp_path / "vgg"])
-        images = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-        session = onnxruntime.InferenceSession(str(tmp_path / "vgg.onnx"))
-        error = relative_difference(session.run(None, {session.get_inputs()[0].name: images})[0],
-                                    net(ms.Tensor(images)).asnumpy())
-        print(f"vgg11_bn ONNX at {size} vs cell: {error:.2e}")
-        assert error <= 1e-5
-        os.remove(tmp_path / "vgg.onnx")  # 515 MB
+    run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX", "--image_size", "32",
+             "--output", tmp_path / "vgg"])
+    images = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "vgg.onnx"))
+    error = relative_difference(session.run(None, {session.get_inputs()[0].name: images})[0],
+                                net(ms.Tensor(images)).asnumpy())
+    print(f"vgg11_bn ONNX at 32 vs cell: {error:.2e}")
+    assert error <= 1e-5
+    os.remove(tmp_path / "vgg.onnx")  # 515 MB
     small = run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX",
                      "--image_size", "64", "--output", tmp_path / "small"], check=False)
     assert error_line(small).endswith("MindSpore cannot export VGG's adaptive pool to ONNX: export at an "
