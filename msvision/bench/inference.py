@@ -84,27 +84,35 @@ def worker_timm_infer(opts):
     return dict(infer_ips=opts.batch_size / per_call, peak_mb=peak_mb())
 
 
+def _measure_runtimes(opts, model, batch, onnx_file):
+    """One row per runtime for `model` at `batch` (the ONNX files exported to onnx_file first, removed after)."""
+    rows = []
+    common = ["--models", model, "--batch_size", batch, "--image_size", opts.image_size, "--steps", opts.steps,
+              "--warmup", opts.warmup]
+    prepared = tagged_result(worker_command("infer_prepare", *common, "--onnx_file", onnx_file))
+    int8_file = onnx_file[: -len(".onnx")] + ".int8.onnx"
+    for runtime in RUNTIMES:
+        if runtime.startswith("onnx") and "error" in prepared:
+            result = prepared
+        elif runtime.startswith("onnx"):
+            path = onnx_file if runtime.endswith("float32") else int8_file
+            result = tagged_result(worker_command("infer_onnx", *common, "--onnx_file", path))
+        else:
+            result = tagged_result(worker_command(f"infer_{runtime}", *common))
+        rows.append(dict(model=model, batch_size=batch, image_size=opts.image_size, runtime=runtime, **result))
+    for path in (onnx_file, int8_file):  # VGG16's files are 0.5 GB each
+        if os.path.exists(path):
+            os.remove(path)
+    return rows
+
+
 def run(opts):
     """The inference table of opts.models at each of opts.infer_batch_sizes; returns its rows."""
     rows = []
-    folder = tempfile.mkdtemp(prefix="msvision-infer-")
-    for model in opts.models:
-        for batch in opts.infer_batch_sizes:
-            common = ["--models", model, "--batch_size", batch, "--image_size", opts.image_size, "--steps", opts.steps,
-                      "--warmup", opts.warmup]
-            onnx_file = os.path.join(folder, f"{model}-b{batch}.onnx")
-            prepared = tagged_result(worker_command("infer_prepare", *common, "--onnx_file", onnx_file))
-            for runtime in RUNTIMES:
-                if runtime.startswith("onnx") and "error" in prepared:
-                    result = prepared
-                elif runtime.startswith("onnx"):
-                    path = onnx_file if runtime.endswith("float32") else onnx_file[: -len(".onnx")] + ".int8.onnx"
-                    result = tagged_result(worker_command("infer_onnx", *common, "--onnx_file", path))
-                else:
-                    result = tagged_result(worker_command(f"infer_{runtime}", *common))
-                rows.append(dict(model=model, batch_size=batch, image_size=opts.image_size, runtime=runtime, **result))
-            for name in os.listdir(folder):  # VGG16's files are 0.5 GB each
-                os.remove(os.path.join(folder, name))
+    with tempfile.TemporaryDirectory(prefix="msvision-infer-") as folder:
+        for model in opts.models:
+            for batch in opts.infer_batch_sizes:
+                rows += _measure_runtimes(opts, model, batch, os.path.join(folder, f"{model}-b{batch}.onnx"))
     print(f"{'model':<18}{'batch':>6}  {'runtime':<16}{'img/s':>9}{'peak MB':>9}{'vs msvision':>13}")
     for row in rows:
         if "error" in row:

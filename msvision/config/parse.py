@@ -76,6 +76,7 @@ def _parse_bool(text):
 
 
 def parse_json_mapping(text):
+    """A JSON object given on a command line (model_args), or argparse's type error naming what was expected."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:

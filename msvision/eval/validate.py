@@ -128,8 +128,8 @@ def run_validation(argv=None):
         LOG.warning("validate.py --ema is deprecated: it is --ema_weights (evaluate the EMA weights)")
     use_ema = args.ema_weights or args.ema_alias
     if use_ema and onnx_file:
-        raise MsvisionError("--ema_weights selects a checkpoint's EMA weights; an ONNX file holds one set (export "
-                            "the EMA weights with export.py instead)")
+        raise MsvisionError("--ema_weights selects a checkpoint's EMA weights; an ONNX file holds only the weights "
+                            "it was exported with")
     for path, what in ((args.output, "the metrics"), (args.confusion, "the confusion matrix")):
         if path:
             check_output(path, what)
