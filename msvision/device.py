@@ -54,7 +54,11 @@ def setup_device(device_target="auto", mode=0, jit_level="auto", seed=42):
     Returns (device, jit level in force, why it was chosen)."""
     device = resolve_device(device_target)
     jit_level, why = resolve_jit_level(jit_level, device)
-    ms.set_device(device)
+    try:
+        ms.set_device(device)
+    except RuntimeError:  # a process that already ran kernels (a notebook, a second command in-process) keeps its
+        if ms.get_context("device_target") != device:  # device: MindSpore refuses to set it again after that
+            raise
     ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE, jit_config={"jit_level": jit_level})
     if launched_by_msrun():
         init()

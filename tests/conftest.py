@@ -165,6 +165,20 @@ def eval_inputs(paths, size=32):
     return np.stack(arrays).astype(np.float32)
 
 
+def script_main(path):
+    """The main function of an entry script (e.g. scripts/export.py), to run it in this process."""
+    import runpy
+
+    return runpy.run_path(os.path.join(REPO_ROOT, path))["main"]
+
+
+def run_in_process(main, argv):
+    """main(argv) as its script runs it (errors.run_cli): a MsvisionError ends it with exit code 2 and one line."""
+    from msvision.errors import run_cli as run_main
+
+    return run_main(main, [str(arg) for arg in argv])
+
+
 def run_cli(args, cwd=REPO_ROOT, timeout=900, check=True):
     """Run a CLI (train.py, validate.py, scripts/...) in a subprocess; returns the CompletedProcess."""
     done = subprocess.run([sys.executable] + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,

@@ -3,31 +3,30 @@ quantized and stay near float32 only when calibrated on real images, bad input i
 adds up and equals a hand computation."""
 import json
 import os
-import runpy
 
 import numpy as np
 import mindspore as ms
 import pytest
 
 import msvision
-from msvision.cli import run_cli as run_in_process
 from msvision.models.__main__ import main as models_main
 from msvision.models.complexity import count_macs, count_params
 from msvision.data.dataset import open_split
 from msvision.eval.metrics import evaluate
 from msvision.eval.onnx_eval import OnnxClassifier, onnx_config
 from msvision.eval.validate import run_validation
-from tests.conftest import REPO_ROOT, eval_inputs, make_image_folder, relative_difference, run_cli, split_files
+from tests.conftest import eval_inputs, make_image_folder, relative_difference, run_in_process, script_main, split_files
 from tests.test_validate import classifier, labelled_folder  # noqa: F401 (the module's fixture and its data)
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
-EXPORT_MAIN = runpy.run_path(os.path.join(REPO_ROOT, "scripts", "export.py"))["main"]
+EXPORT_MAIN = script_main("scripts/export.py")
 
 
 def validate_json(tmp_path, name, *args):
+    """validate.py's JSON metrics and confusion CSV (run in this process) for the given arguments."""
     output = tmp_path / f"{name}.json"
-    run_cli(["validate.py", "--output", output, "--confusion", tmp_path / f"{name}.csv"] + list(args))
+    run_in_process(run_validation, ["--output", output, "--confusion", tmp_path / f"{name}.csv"] + list(args))
     metrics = json.loads(output.read_text())
     return metrics, (tmp_path / f"{name}.csv").read_text()
 
@@ -43,7 +42,7 @@ def held_out_top1(path, data_dir):
 def one_line_error(capsys, main, argv):
     """The error line of a command line run in this process on bad input (exit code 2, nothing else on stderr)."""
     with pytest.raises(SystemExit) as stop:
-        run_in_process(main, [str(arg) for arg in argv])
+        run_in_process(main, argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
     return err[0]
@@ -55,14 +54,13 @@ def onnx_logits(path, images):
     return np.concatenate([session.run(None, {name: image[None]})[0] for image in images])
 
 
-@pytest.mark.slow
 def test_float32_onnx_equals_its_checkpoint_in_logits_and_in_validate(tmp_path, classifier):
     """export.py --format ONNX: opset 13, the model name, preprocessing and class names in the metadata, logits of
     the checkpoint's cell within 1e-5; validate.py --onnx reports exactly what validate.py --ckpt_path reports (same
     confusion matrix, per-class rows, accuracies; the loss within float32 noise), and a file without metadata is
     evaluated the same with --model and the preprocessing options."""
     path, _, data_dir = classifier
-    run_cli(["scripts/export.py", "--ckpt_path", path, "--format", "ONNX", "--output", tmp_path / "model"])
+    run_in_process(EXPORT_MAIN, ["--ckpt_path", path, "--format", "ONNX", "--output", tmp_path / "model"])
     proto = onnx.load(str(tmp_path / "model.onnx"))
     assert max(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")) >= 13
     metadata = {entry.key: entry.value for entry in proto.metadata_props}
@@ -121,8 +119,7 @@ def activation_zero_points(path):
             if node.op_type == "QuantizeLinear" and node.input[0] not in initializers]
 
 
-@pytest.mark.slow
-def test_int8_stays_near_float32_only_when_calibrated_on_real_images(tmp_path, classifier):
+def test_int8_stays_near_float32_only_when_calibrated_on_real_images(tmp_path, classifier, capsys):
     """export.py --int8: QDQ nodes, int8 conv weights with one scale per output channel (per tensor with
     --per_tensor), activation zero points of 0 with --symmetric (some not without). On a held-out split (40 new
     images of the same classes) int8 top-1 is at most one image (2.5 points) below float32 (measured: equal, 100%);
@@ -134,20 +131,21 @@ def test_int8_stays_near_float32_only_when_calibrated_on_real_images(tmp_path, c
     from PIL import Image
     for index in range(8):
         Image.new("RGB", (40, 40), (128, 128, 128)).save(blank / f"{index}.jpg")
-    out = run_cli(["scripts/export.py", "--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir",
-                   os.path.join(data_dir, "train"), "--calib_count", "32", "--output", tmp_path / "real"]).stdout
-    assert "int8 agrees with float32 on" in out
+    run_in_process(EXPORT_MAIN, ["--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir",
+                                 os.path.join(data_dir, "train"), "--calib_count", "32", "--output", tmp_path / "real"])
+    out = capsys.readouterr().out
+    assert "calibration on 32 images" in out and "int8 agrees with float32 on" in out
     quantize, dequantize, convs = qdq_summary(tmp_path / "real.int8.onnx")
     assert quantize > 10 and dequantize > 10 and len(convs) > 10
     assert all(dtype == onnx.TensorProto.INT8 and scales == channels > 1 for dtype, scales, channels in convs.values())
-    run_cli(["scripts/export.py", "--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir",
-             os.path.join(data_dir, "train"), "--calib_count", "32", "--per_tensor", "--symmetric", "--output",
-             tmp_path / "tensor"])
+    run_in_process(EXPORT_MAIN, ["--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir",
+                                 os.path.join(data_dir, "train"), "--calib_count", "32", "--per_tensor", "--symmetric",
+                                 "--output", tmp_path / "tensor"])
     assert all(scales == 1 for _, scales, _ in qdq_summary(tmp_path / "tensor.int8.onnx")[2].values())
     nonzero = activation_zero_points(tmp_path / "real.int8.onnx")
     assert len(nonzero) > 10 and any(nonzero) and not any(activation_zero_points(tmp_path / "tensor.int8.onnx"))
-    run_cli(["scripts/export.py", "--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir", blank,
-             "--output", tmp_path / "blank"])
+    run_in_process(EXPORT_MAIN, ["--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir", blank, "--output",
+                                 tmp_path / "blank"])
     figures = {name: held_out_top1(tmp_path / name, held_out)
                for name in ("real.onnx", "real.int8.onnx", "tensor.int8.onnx", "blank.int8.onnx")}
     print("held-out top-1: " + ", ".join(f"{name} {top1:.1f}" for name, top1 in figures.items()))

@@ -15,8 +15,8 @@ from msvision.weights.io import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY
 from msvision.config.parse import dump_config, parse_config
 from tests.references import msvision_twin
 from tests.conftest import linked_copy, tiny_run
-from tests.conftest import (error_line, eval_inputs, make_image_folder, relative_difference, run_cli, run_msrun,
-                            split_files)
+from tests.conftest import (error_line, eval_inputs, make_image_folder, relative_difference, run_cli, run_in_process,
+                            run_msrun, script_main, split_files)
 
 MODEL = "ese_vovnet19b_slim_dw"
 CLASSES = [f"class_{i}" for i in range(4)]
@@ -270,11 +270,11 @@ def test_export_mindir_and_onnx_keep_batchnorm(tmp_path, classifier):
     assert mindir <= 1e-6 and onnx <= 1e-5
 
 
-@pytest.mark.slow
-def test_vgg_exports_to_onnx_at_32_and_names_the_limit_above(tmp_path):
+def test_vgg_exports_to_onnx_at_32_and_names_the_limit_above(tmp_path, capsys):
     """README: ONNX export works for VGG where its feature map is 1x1 (32-63 px: the 7x7 pool is 49 copies) or
     already 7x7 (224-255 px: the pool is skipped; exported by `benchmark.py --infer_runtimes` for vgg16, not here:
-    each export of the ImageNet head writes and converts 0.5 GB); between, one line says so."""
+    each export of the ImageNet head writes and converts 0.5 GB); between, one line says so. export.py runs in this
+    process (its main function), as its script runs it."""
     onnxruntime = pytest.importorskip("onnxruntime")
     ms.set_seed(3)
     net = msvision.create_model("vgg11_bn", num_classes=4)
@@ -286,8 +286,9 @@ def test_vgg_exports_to_onnx_at_32_and_names_the_limit_above(tmp_path):
     path = str(tmp_path / "vgg.ckpt")
     ms.save_checkpoint(net, path)
     net.set_train(False)
-    run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX", "--image_size", "32",
-             "--output", tmp_path / "vgg"])
+    export = script_main("scripts/export.py")
+    run_in_process(export, ["--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX", "--image_size", "32",
+                            "--output", tmp_path / "vgg"])
     images = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     session = onnxruntime.InferenceSession(str(tmp_path / "vgg.onnx"))
     error = relative_difference(session.run(None, {session.get_inputs()[0].name: images})[0],
@@ -295,9 +296,12 @@ def test_vgg_exports_to_onnx_at_32_and_names_the_limit_above(tmp_path):
     print(f"vgg11_bn ONNX at 32 vs cell: {error:.2e}")
     assert error <= 1e-5
     os.remove(tmp_path / "vgg.onnx")  # 515 MB
-    small = run_cli(["scripts/export.py", "--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX",
-                     "--image_size", "64", "--output", tmp_path / "small"], check=False)
-    assert error_line(small).endswith("MindSpore cannot export VGG's adaptive pool to ONNX: export at an "
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        run_in_process(export, ["--ckpt_path", path, "--model", "vgg11_bn", "--format", "ONNX", "--image_size", "64",
+                                "--output", tmp_path / "small"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].endswith("MindSpore cannot export VGG's adaptive pool to ONNX: export at an "
                                       "--image_size of 32 to 63 or 224 to 255, where the pool is a copy or the "
                                       "identity")
     assert not os.path.exists(tmp_path / "small.onnx")
