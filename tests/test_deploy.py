@@ -3,6 +3,7 @@ quantized and stay near float32 only when calibrated on real images, bad input i
 adds up and equals a hand computation."""
 import json
 import os
+import sys
 
 import numpy as np
 import mindspore as ms
@@ -285,3 +286,16 @@ def test_calibration_methods_set_different_activation_ranges(tmp_path):
                                                                                      scales["percentile"])
     assert np.all(scales["percentile"] <= scales["minmax"] * (1 + 1e-6))
     assert np.all(scales["entropy"] <= scales["minmax"] * (1 + 1e-6))
+
+
+def test_without_the_deploy_extra_onnx_export_names_the_extra(monkeypatch, tmp_path, capsys):
+    """onnx not importable (sys.modules entry None: the import raises ImportError): export.py --format ONNX stops in
+    one line naming the extra, before anything is written."""
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    checkpoint = tmp_path / "m.ckpt"
+    ms.save_checkpoint(msvision.create_model("ese_vovnet19b_slim_dw", num_classes=4), str(checkpoint))
+    line = one_line_error(capsys, EXPORT_MAIN, ["--ckpt_path", checkpoint, "--model", "ese_vovnet19b_slim_dw",
+                                                "--format", "ONNX", "--output", tmp_path / "m"])
+    assert line == ("error: ONNX export and evaluation need the deploy extra (onnx is not installed): "
+                    "pip install -e '.[deploy]'")
+    assert sorted(os.listdir(tmp_path)) == ["m.ckpt"]
