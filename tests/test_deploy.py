@@ -112,6 +112,14 @@ def qdq_summary(path):
     return ops.count("QuantizeLinear"), ops.count("DequantizeLinear"), convs
 
 
+def activation_scales(path):
+    """The scales of an int8 file's activation QuantizeLinear nodes, in graph order."""
+    graph = onnx.load(str(path)).graph
+    initializers = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
+    return np.array([float(initializers[node.input[1]]) for node in graph.node
+                     if node.op_type == "QuantizeLinear" and node.input[0] not in initializers])
+
+
 def activation_zero_points(path):
     """For each activation QuantizeLinear node of an int8 file: whether its zero point is not 0."""
     graph = onnx.load(str(path)).graph
@@ -147,6 +155,13 @@ def test_int8_stays_near_float32_only_when_calibrated_on_real_images(tmp_path, c
     assert len(nonzero) > 10 and any(nonzero) and not any(activation_zero_points(tmp_path / "tensor.int8.onnx"))
     run_in_process(EXPORT_MAIN, ["--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir", blank, "--output",
                                  tmp_path / "blank"])
+    # --calib_method reaches the calibration: percentile ranges clip the tails that minmax keeps
+    run_in_process(EXPORT_MAIN, ["--ckpt_path", path, "--format", "ONNX", "--int8", "--calib_dir",
+                                 os.path.join(data_dir, "train"), "--calib_count", "32", "--calib_method", "percentile",
+                                 "--output", tmp_path / "pct"])
+    minmax, percentile = activation_scales(tmp_path / "real.int8.onnx"), activation_scales(tmp_path / "pct.int8.onnx")
+    assert len(minmax) == len(percentile) and np.all(percentile <= minmax * (1 + 1e-6))
+    assert not np.allclose(percentile, minmax)
     figures = {name: held_out_top1(tmp_path / name, held_out)
                for name in ("real.onnx", "real.int8.onnx", "tensor.int8.onnx", "blank.int8.onnx")}
     print("held-out top-1: " + ", ".join(f"{name} {top1:.1f}" for name, top1 in figures.items()))
