@@ -7,24 +7,23 @@ import mindspore as ms
 import pytest
 
 import msvision
-from msvision.models.layers import RNG_COUNTER, KeyedDropout, KeyedDropPath
-
-MASK32 = 0xFFFFFFFF
-
+from msvision.models.layers import RNG_COUNTER, RNG_SEED, KeyedDropout, KeyedDropPath, to_int32
 
 def hash32(x):
-    """The keyed layers' integer mix, in NumPy (uint64 arithmetic, masked to 32 bits)."""
-    x = np.asarray(x, np.uint64)
-    x ^= x >> np.uint64(16)
-    x = (x * np.uint64(0x7FEB352D)) & np.uint64(MASK32)
-    x ^= x >> np.uint64(15)
-    x = (x * np.uint64(0x5BD1E995)) & np.uint64(MASK32)
-    return x ^ (x >> np.uint64(16))
+    """The keyed layers' integer mix, in NumPy uint32 arithmetic (products wrap modulo 2^32, shifts logical)."""
+    x = np.atleast_1d(np.asarray(x, np.uint32))
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x5BD1E995)
+    return x ^ (x >> np.uint32(16))
 
 
-def uniform(shape, counter, salt):
-    key = hash32(np.uint64(counter & MASK32) ^ np.uint64(salt))
-    return (hash32(hash32(np.arange(np.prod(shape), dtype=np.uint64)) ^ key) / 2.0 ** 32).reshape(shape)
+def uniform(shape, counter, salt, seed_key=0):
+    """Uniform [0, 1) on the 2^-24 grid: the top 24 bits of hash(hash(index) ^ key)."""
+    key = hash32(hash32(np.uint32(counter) ^ np.uint32(seed_key)) ^ np.int64(salt).astype(np.uint32))
+    bits = hash32(hash32(np.arange(np.prod(shape), dtype=np.uint32)) ^ key)
+    return ((bits >> np.uint32(8)) / 2.0 ** 24).reshape(shape)
 
 
 @pytest.mark.parametrize("layer,shape", [(KeyedDropPath, (8, 1, 1, 1)), (KeyedDropout, (8, 3, 5, 5))])
@@ -32,12 +31,13 @@ def test_masks_and_scaling_equal_a_direct_computation(layer, shape):
     """Per-sample (drop path) or per-element (dropout) masks: kept values scaled by 1 / (1 - p), the rest 0, the
     mask a function of the step counter and the layer's salt only; identity in eval mode."""
     cell = layer(0.4)
-    cell.salt = zlib.crc32(b"stages.1.blocks.0.drop_path")
+    cell.salt = to_int32(zlib.crc32(b"stages.1.blocks.0.drop_path"))
     cell.set_train(True)
     x = np.random.default_rng(0).standard_normal((8, 3, 5, 5)).astype(np.float32) + 3
     outputs = []
+    RNG_SEED.set_data(ms.Tensor(0, ms.int32))
     for counter in (17, 17, 18):
-        RNG_COUNTER.set_data(ms.Tensor(counter, ms.int64))
+        RNG_COUNTER.set_data(ms.Tensor(counter, ms.int32))
         outputs.append(cell(ms.Tensor(x)).asnumpy())
         keep = np.broadcast_to(uniform(shape, counter, cell.salt) >= 0.4, x.shape)
         np.testing.assert_allclose(outputs[-1], np.where(keep, x / 0.6, 0.0), rtol=1e-6)
@@ -48,6 +48,34 @@ def test_masks_and_scaling_equal_a_direct_computation(layer, shape):
         assert set(dropped.tolist()) <= {0.0, 1.0}  # whole samples
     cell.set_train(False)
     assert np.array_equal(cell(ms.Tensor(x)).asnumpy(), x)
+
+
+def test_masks_are_independent_across_layers_ranks_steps_and_seeds():
+    """Dropout masks (p = 0.5, 64 x 512 units) of two layers, two ranks, consecutive micro-batches and two seeds, at
+    the counters the trainer sets (seek_keyed_random): each keeps half the units and any two agree on half of them,
+    within 4.5 standard deviations (0.5 / sqrt(32768) = 0.0028 each): a mask shared or correlated between layers,
+    ranks, steps or seeds fails. Eight consecutive steps also keep each unit 4 times out of 8 on average with the
+    binomial spread (variance 2 within 20%)."""
+    from msvision.models.layers import seek_keyed_random
+
+    def mask(salt, seed, micro_batch, rank, world=2):
+        seek_keyed_random(seed, micro_batch, world, rank)
+        cell = KeyedDropout(0.5)
+        cell.salt = salt
+        cell.set_train(True)
+        return cell(ms.Tensor(np.ones((64, 512), np.float32))).asnumpy() > 0
+
+    salts = to_int32(zlib.crc32(b"pre_logits.drop")), to_int32(zlib.crc32(b"head.drop"))
+    base = mask(salts[0], 42, 10, 0)
+    others = {"layer": mask(salts[1], 42, 10, 0), "rank": mask(salts[0], 42, 10, 1),
+              "step": mask(salts[0], 42, 11, 0), "seed": mask(salts[0], 43, 10, 0)}
+    bound = 4.5 * 0.5 / np.sqrt(base.size)
+    assert abs(base.mean() - 0.5) < bound
+    for what, other in others.items():
+        assert abs(other.mean() - 0.5) < bound, what
+        assert abs((other == base).mean() - 0.5) < bound, what
+    kept = sum(mask(salts[0], 42, step, 0).astype(int) for step in range(8))
+    assert abs(kept.mean() - 4.0) < 4.5 * np.sqrt(2.0 / kept.size) and 1.6 < kept.var() < 2.4
 
 
 def test_drop_path_rates_and_places_follow_timm(torch_reference):

@@ -98,6 +98,13 @@ def train_loader_kwargs(cfg):
                 mixing=mixing_kwargs(cfg), **augment_kwargs(cfg))
 
 
+def step_inputs_kwargs(cfg):
+    """The train step's input shapes: batch_size, image_size, num_classes, mixed_targets (mixup or cutmix on: one-hot
+    float targets instead of class indices)."""
+    return dict(batch_size=cfg.batch_size, image_size=cfg.image_resize, num_classes=cfg.num_classes,
+                mixed_targets=cfg.mixup > 0 or cfg.cutmix > 0)
+
+
 def eval_loader_kwargs(cfg):
     """data.loaders.eval_loader's arguments but the split and the shard."""
     return dict(preprocess=preprocessing_kwargs(cfg), batch_size=cfg.batch_size,

@@ -5,7 +5,7 @@ import mindspore as ms
 from mindspore.nn.utils import no_init_parameters
 
 from msvision.errors import MsvisionError
-from msvision.models.layers import name_random_layers
+from msvision.models.layers import name_random_layers, unwrap_amp
 from msvision.models.repvgg import FUSED_MARKER, RepVGG
 
 
@@ -41,8 +41,8 @@ def reparameterize(net):
 
 def fused_kernel_bias(block):
     """The one 3x3 kernel and bias (float64) equal to a train-form block's branches with their running statistics."""
-    kernel, bias = _fold(block.rbr_dense.conv.weight.asnumpy(), block.rbr_dense.bn)
-    kernel_1x1, bias_1x1 = _fold(block.rbr_1x1.conv.weight.asnumpy(), block.rbr_1x1.bn)
+    kernel, bias = _fold(block.rbr_dense.conv.weight.asnumpy(), unwrap_amp(block.rbr_dense.bn))
+    kernel_1x1, bias_1x1 = _fold(block.rbr_1x1.conv.weight.asnumpy(), unwrap_amp(block.rbr_1x1.bn))
     kernel[:, :, 1:2, 1:2] += kernel_1x1
     bias += bias_1x1
     if block.has_identity:
@@ -50,7 +50,7 @@ def fused_kernel_bias(block):
         per_group = kernel.shape[1]
         identity = np.zeros(kernel.shape)
         identity[np.arange(channels), np.arange(channels) % per_group, 1, 1] = 1.0
-        kernel_id, bias_id = _fold(identity, block.rbr_identity)
+        kernel_id, bias_id = _fold(identity, unwrap_amp(block.rbr_identity))
         kernel += kernel_id
         bias += bias_id
     return kernel, bias

@@ -14,7 +14,7 @@ from mindspore import nn, ops
 
 from msvision.errors import MsvisionError
 from msvision.models._registry import PretrainedCfg, register_model
-from msvision.models.layers import KeyedDropout, conv2d, replace_cell
+from msvision.models.layers import KeyedDropout, conv2d, replace_cell, unwrap_amp
 from msvision.weights.hub import mindcv_file, timm_file
 from msvision.weights.mindcv import is_training_entry
 
@@ -73,8 +73,9 @@ class RepVGGBlock(nn.Cell):
         """The official "custom L2" of a train-form block: the 3x3 kernel's ring plus the equivalent centre point
         K3[c] t3 + K1 t1 normalised by (t3^2 + t1^2), t = gamma / sigma of the running statistics (held constant)."""
         dense, one = self.rbr_dense, self.rbr_1x1
-        t3 = ops.stop_gradient(dense.bn.gamma / ops.sqrt(dense.bn.moving_variance + dense.bn.eps)).reshape(-1, 1, 1, 1)
-        t1 = ops.stop_gradient(one.bn.gamma / ops.sqrt(one.bn.moving_variance + one.bn.eps)).reshape(-1, 1, 1, 1)
+        bn3, bn1 = unwrap_amp(dense.bn), unwrap_amp(one.bn)
+        t3 = ops.stop_gradient(bn3.gamma / ops.sqrt(bn3.moving_variance + bn3.eps)).reshape(-1, 1, 1, 1)
+        t1 = ops.stop_gradient(bn1.gamma / ops.sqrt(bn1.moving_variance + bn1.eps)).reshape(-1, 1, 1, 1)
         k3 = dense.conv.weight
         centre = k3[:, :, 1:2, 1:2]
         equivalent = centre * t3 + one.conv.weight * t1

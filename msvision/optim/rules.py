@@ -13,6 +13,8 @@
 Decay groups come from optim.py (weight_decay_filter); a parameter whose decay is 0 is neither decayed nor adapted,
 as in timm. The step counter is the optimizer's global_step (one per applied update).
 """
+import math
+
 import mindspore as ms
 from mindspore import nn, ops
 
@@ -102,10 +104,9 @@ class _Optimizer(nn.Optimizer):
         return step.reshape(()).astype(ms.float32)
 
     def bias_corrections(self, step):
-        """1 - beta1^t and 1 - beta2^t, computed in float64."""
-        step = step.astype(ms.float64)
-        return ((1 - ops.pow(ms.Tensor(self.beta1, ms.float64), step)).astype(ms.float32),
-                (1 - ops.pow(ms.Tensor(self.beta2, ms.float64), step)).astype(ms.float32))
+        """1 - beta1^t and 1 - beta2^t in float32 as -expm1(t log(beta)), log(beta) taken on the host in float64: no
+        float64 op in the graph (the AI Core has none) and no cancellation in 1 - beta^t for beta near 1."""
+        return tuple(-ops.expm1(step * math.log(beta)) for beta in (self.beta1, self.beta2))
 
 
 class Adam(_Optimizer):

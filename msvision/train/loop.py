@@ -3,6 +3,7 @@ validate, checkpoint (state.py), log and record (progress.py, records.py), resum
 import logging
 import os
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import mindspore as ms
@@ -24,10 +25,10 @@ from msvision.files import write_text
 from msvision.models import get_pretrained_cfg
 from msvision.optim.factory import create_optimizer
 from msvision.optim.schedule import global_batch_size, lr_schedule, scaled_lr
+from msvision.train.loss import build_loss
 from msvision.train.model import build_model, check_model_options, describe
 from msvision.weights.io import CLASS_COUNTS_KEY, CLASS_NAMES_KEY, CONFIG_KEY, read_checkpoint
 from msvision.weights.manager import CheckpointManager
-from msvision.train.loss import build_loss
 from msvision.train.progress import Progress, setup_logging
 from msvision.train.state import EpochShape, RunState, check_writable
 from msvision.train.step import TrainStep, sink_on_device
@@ -43,6 +44,19 @@ def _sink_size(args):
         raise MsvisionError(f"sink_size must be -1 or a positive multiple of grad_accum_steps "
                             f"({args.grad_accum_steps}), got {args.sink_size}")
     return size
+
+
+def build_training(args, class_counts, steps_per_epoch, world_size, initial_weights=True):
+    """peak_lr, lrs (per step), net, loss_note, optimizer and step (TrainStep) of a parsed config, for a training
+    split with these class counts, on world_size devices; initial_weights False leaves pretrained weights out."""
+    peak_lr = scaled_lr(**lr_scaling_kwargs(args, world_size))
+    lrs = lr_schedule(peak_lr, steps_per_epoch, **schedule_kwargs(args))
+    net = build_model(**model_kwargs(args, initial_weights=initial_weights))
+    loss_fn, loss_note = build_loss(class_counts, **loss_kwargs(args, world_size))
+    optimizer = create_optimizer(net, lr=lrs, head_prefix=get_pretrained_cfg(args.model).classifier,
+                                 **optimizer_kwargs(args))
+    step = TrainStep(net, loss_fn, optimizer, parallel=world_size > 1, world_size=world_size, **step_kwargs(args))
+    return SimpleNamespace(peak_lr=peak_lr, lrs=lrs, net=net, loss_note=loss_note, optimizer=optimizer, step=step)
 
 
 class Trainer:
@@ -82,18 +96,14 @@ class Trainer:
                 raise MsvisionError(f"class folders of '{self.val_split.root}' differ from those of "
                                     f"'{self.train_split.root}'")
 
-        self.peak_lr = scaled_lr(**lr_scaling_kwargs(args, self.world))
-        self.lrs = lr_schedule(self.peak_lr, self.steps_per_epoch, **schedule_kwargs(args))
         self.resume_from = args.resume and (
             CheckpointManager(args.ckpt_save_dir, args.model, 1, "latest_k").latest() if args.resume == "auto"
             else args.resume)
-        self.net = build_model(**model_kwargs(args, initial_weights=not self.resume_from))  # a resume: its own
         self.class_counts = class_counts(self.train_split)
-        loss_fn, self.loss_note = build_loss(self.class_counts, **loss_kwargs(args, self.world))
-        self.optimizer = create_optimizer(self.net, lr=self.lrs, head_prefix=get_pretrained_cfg(args.model).classifier,
-                                          **optimizer_kwargs(args))
-        self.step = TrainStep(self.net, loss_fn, self.optimizer, parallel=self.world > 1, world_size=self.world,
-                              **step_kwargs(args))
+        built = build_training(args, self.class_counts, self.steps_per_epoch, self.world,
+                               initial_weights=not self.resume_from)  # a resume brings its own weights
+        self.peak_lr, self.lrs, self.net, self.loss_note = built.peak_lr, built.lrs, built.net, built.loss_note
+        self.optimizer, self.step = built.optimizer, built.step
         self.ckpts = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
                                        clean_partial=self.main)
         if not args.resume and self.ckpts.entries:

@@ -11,7 +11,7 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.amp import DynamicLossScaler, StaticLossScaler
 
-from msvision.models.layers import RNG_COUNTER
+from msvision.models.layers import RNG_COUNTER, seek_keyed_random
 
 
 _accumulate = ops.MultitypeFuncGraph("accumulate")
@@ -55,6 +55,22 @@ def all_finite(tensors, hyper_map):
     A total beyond the float32 range also reads as an overflow; such an update would be useless anyway.
     """
     return ops.isfinite(ops.addn(hyper_map(_total, tensors)))
+
+
+class SelectLossScaler(DynamicLossScaler):
+    """mindspore.amp.DynamicLossScaler (x factor after `window` finite steps, / factor down to 1 on a non-finite
+    one) with its window counter advanced by selects: MindSpore's own update, ((counter + 1) % window) x finite,
+    compiles to an int32 remainder and a bool x int32 multiply."""
+
+    def adjust(self, grads_finite):
+        grown = self.scale_value * self.scale_factor
+        window_full = self.counter >= self.scale_window - 1
+        raised = ops.select(ops.logical_and(window_full, ops.isfinite(grown)), grown, self.scale_value)
+        lowered = ops.maximum(ops.ones((), self.scale_value.dtype), self.scale_value / self.scale_factor)
+        ops.assign(self.scale_value, ops.select(grads_finite, raised, lowered))
+        counting = ops.logical_and(grads_finite, ops.logical_not(window_full))
+        ops.assign(self.counter, ops.select(counting, self.counter + 1, ops.zeros_like(self.counter)))
+        return True
 
 
 class NetWithLoss(nn.Cell):
@@ -104,11 +120,11 @@ class TrainStep(nn.Cell):
         # BatchNorm statistics) twice in PYNATIVE mode
         self.loss_and_grads = ms.value_and_grad(ScaledLoss(self.net_with_loss) if self.scaled else self.net_with_loss,
                                                 None, self.weights)
-        self.scaler = DynamicLossScaler(loss_scale, 2, 1000) if self.dynamic else StaticLossScaler(loss_scale)
+        self.scaler = SelectLossScaler(loss_scale, 2, 1000) if self.dynamic else StaticLossScaler(loss_scale)
         self.reducer = nn.DistributedGradReducer(self.weights, True, world_size) if parallel else nn.Identity()
         self.world_size = world_size
         self.rng_counter = RNG_COUNTER  # keyed dropout's counter: advanced by world_size per micro-batch
-        self.rng_stride = ms.Tensor(world_size, ms.int64)
+        self.rng_stride = ms.Tensor(world_size, ms.int32)
         self.clip = clip_grad
         self.clip_value = clip_value
         self.accum_scale = ms.Tensor(1.0 / grad_accum_steps, ms.float32)
@@ -165,10 +181,8 @@ class TrainStep(nn.Cell):
         return self.hyper_map(ops.partial(_ema_update, decay), self.ema, self.model_params)
 
     def seek_random(self, seed, micro_batches_done, rank):
-        """Set keyed dropout's counter to a run position (at the start, or on resume): every rank and micro-batch
-        draws its own masks, and a resumed run draws those of the uninterrupted one."""
-        offset = seed * 1000003 % 2 ** 32
-        self.rng_counter.set_data(ms.Tensor((offset + micro_batches_done) * self.world_size + rank, ms.int64))
+        """Set keyed dropout's state to a run position (models.layers.seek_keyed_random)."""
+        seek_keyed_random(seed, micro_batches_done, self.world_size, rank)
 
     def construct(self, images, labels, apply=True):
         if self.scaled:
