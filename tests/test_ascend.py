@@ -58,7 +58,8 @@ def test_check_stops_off_ascend_and_on_bad_arguments_with_one_line(tmp_path, cap
              "unknown model": (["--models", "vgg13", "vgg12"], "no Ascend recipe for vgg12: choose from "),
              "report exists": ([], f"report '{report}' already exists"),
              "report folder": (["--report", tmp_path / "nope" / "r.md"], "folder"),
-             "cards text": (["--cards", "eight"], "argument --cards: invalid int value: 'eight'")}
+             "cards text": (["--cards", "eight"], "argument --cards: invalid int value: 'eight'"),
+             "work_dir exists": (["--work_dir", tmp_path], f"--work_dir '{tmp_path}' already exists")}
     for name, (extra, message) in cases.items():
         argv = ["--data_dir", data, "--report", report] + extra if name != "report folder" else \
             ["--data_dir", data] + extra

@@ -9,9 +9,9 @@ import mindspore as ms
 
 from msvision.ascend.graph_ops import compiled_ops
 from msvision.ascend.support import lacking_dtypes, lookup
+from msvision.config.kwargs import step_inputs_kwargs
 from msvision.config.parse import parse_config
 from msvision.models.reparam import deployed
-from msvision.config.kwargs import step_inputs_kwargs
 from msvision.train.loop import build_training
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")

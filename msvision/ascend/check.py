@@ -32,7 +32,8 @@ def parse_check_args(argv=None):
     parser.add_argument("--steps", type=int, default=200, help="training steps per recipe, 20 to 100000")
     parser.add_argument("--data_dir", default=None, help="an ImageNet-style folder (train/<class>/*.JPEG)")
     parser.add_argument("--report", default="ascend_check_report.md", help="the report file to write (a new file)")
-    parser.add_argument("--work_dir", default="ascend_check_runs", help="where the runs' logs and checkpoints go")
+    parser.add_argument("--work_dir", default="ascend_check_runs", help="a new folder for the runs' data links, logs "
+                        "and checkpoints")
     args = parser.parse_args(argv)
     if not 1 <= args.cards <= 4096:
         raise MsvisionError(f"--cards must be 1 to 4096, got {args.cards}")
@@ -41,6 +42,9 @@ def parse_check_args(argv=None):
     unknown = [m for m in args.models if m not in recipes()]
     if unknown:
         raise MsvisionError(f"no Ascend recipe for {', '.join(unknown)}: choose from {name_list(recipes(), 20)}")
+    if os.path.exists(args.work_dir):
+        raise MsvisionError(f"--work_dir '{args.work_dir}' already exists: choose a new folder (earlier runs in it are "
+                            f"not overwritten)")
     check_output(args.report, "the report")
     if os.path.exists(args.report):
         raise MsvisionError(f"report '{args.report}' already exists: choose another --report (it is not overwritten)")
