@@ -119,16 +119,15 @@ SUPPORT = {
 }
 
 
-def lookup(op, dtypes, chip):
-    """Why `op` at `dtypes` does not run on `chip`'s AI Core ("910" or "910B"), or "" when it does."""
-    row = SUPPORT.get(op)
-    if row is None:
-        return f"{op} has no row in msvision/ascend/support.py: add it with its CANN source"
-    lacking = sorted(set(dtypes) - set(row.chip_910 if chip == "910" else row.chip_910b))
-    return f"{op} at {', '.join(lacking)}: not on the {chip}'s AI Core ({row.source})" if lacking else ""
-
-
 def lacking_dtypes(op, dtypes, chip):
-    """The dtypes of `op` that `chip`'s AI Core lacks (all of them for an op without a row)."""
+    """The dtypes of `op` that `chip`'s AI Core ("910" or "910B") lacks (all of them for an op without a row)."""
     row = SUPPORT.get(op)
     return set(dtypes) if row is None else set(dtypes) - set(row.chip_910 if chip == "910" else row.chip_910b)
+
+
+def lookup(op, dtypes, chip):
+    """Why `op` at `dtypes` does not run on `chip`'s AI Core, or "" when it does."""
+    if op not in SUPPORT:
+        return f"{op} has no row in msvision/ascend/support.py: add it with its CANN source"
+    lacking = sorted(lacking_dtypes(op, dtypes, chip))
+    return f"{op} at {', '.join(lacking)}: not on the {chip}'s AI Core ({SUPPORT[op].source})" if lacking else ""
